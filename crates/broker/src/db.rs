@@ -1,0 +1,479 @@
+//! SQLite: grant metadata, the session's public facts, custom resources, settings.
+//! No secret value is ever written here; tests grep the file for every token the zone issued.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::grants::GrantStatus;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE session (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    issuer       TEXT NOT NULL,
+    account      TEXT,
+    subject      TEXT,
+    signed_in_at TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    last_error   TEXT
+);
+CREATE TABLE resources (
+    resource  TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
+    api_bases TEXT NOT NULL,
+    scopes    TEXT NOT NULL,
+    docs_url  TEXT,
+    added_at  TEXT NOT NULL
+);
+CREATE TABLE grants (
+    resource     TEXT PRIMARY KEY,
+    status       TEXT NOT NULL,
+    scopes       TEXT NOT NULL,
+    connected_at TEXT,
+    last_used_at TEXT,
+    last_error   TEXT,
+    updated_at   TEXT NOT NULL
+);
+"#];
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open the broker database {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("broker database error: {0}")]
+    Sqlite(String),
+    #[error("the broker database holds an unreadable value in {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e.to_string())
+    }
+}
+
+/// Who is signed in (public facts only; the refresh token is in the keychain).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub issuer: String,
+    pub account: Option<String>,
+    pub subject: Option<String>,
+    pub signed_in_at: DateTime<Utc>,
+    pub status: SessionStatus,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    SignedIn,
+    /// The zone refused the session's refresh token: sign in again.
+    NeedsLogin,
+}
+
+impl SessionStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::SignedIn => "signed_in",
+            SessionStatus::NeedsLogin => "needs_login",
+        }
+    }
+}
+
+/// The zone client registration in use (the client id is public).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistrationRecord {
+    pub issuer: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub has_secret: bool,
+}
+
+/// One connection's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub resource: String,
+    pub status: GrantStatus,
+    pub scopes: Vec<String>,
+    pub connected_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A resource the user added beside the seed catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceRecord {
+    pub resource: String,
+    pub name: String,
+    pub api_bases: Vec<String>,
+    pub scopes: Vec<String>,
+    pub docs_url: Option<String>,
+    pub added_at: DateTime<Utc>,
+}
+
+/// The database. Operations are short; one connection behind a mutex is enough.
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Db")
+    }
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        let open_err = |reason: String| DbError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+            restrict(dir, 0o700);
+        }
+        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        restrict(path, 0o600);
+        Db::init(conn).map_err(|e| open_err(e.to_string()))
+    }
+
+    pub fn open_in_memory() -> Result<Db, DbError> {
+        Db::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Db, DbError> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let applied = usize::try_from(version).unwrap_or(usize::MAX);
+        if applied > MIGRATIONS.len() {
+            return Err(DbError::Sqlite(format!(
+                "database schema version {version} is newer than this broker understands"
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Db {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, DbError>) -> Result<T, DbError> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| DbError::Sqlite("database lock poisoned".into()))?;
+        f(&conn)
+    }
+
+    pub fn setting<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, DbError> {
+        self.with(|c| {
+            let text: Option<String> = c
+                .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            text.map(|t| serde_json::from_str(&t).map_err(|_| DbError::Corrupt(key.into())))
+                .transpose()
+        })
+    }
+
+    pub fn set_setting<T: Serialize>(&self, key: &str, value: &T) -> Result<(), DbError> {
+        let text = serde_json::to_string(value).map_err(|e| DbError::Sqlite(e.to_string()))?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, text],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_setting(&self, key: &str) -> Result<(), DbError> {
+        self.with(|c| {
+            c.execute("DELETE FROM settings WHERE key = ?1", [key])?;
+            Ok(())
+        })
+    }
+
+    pub fn session(&self) -> Result<Option<SessionRecord>, DbError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT issuer, account, subject, signed_in_at, status, last_error FROM session WHERE id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                },
+            )
+            .optional()?
+            .map(|(issuer, account, subject, at, status, last_error)| {
+                Ok(SessionRecord {
+                    issuer,
+                    account,
+                    subject,
+                    signed_in_at: parse_time(&at, "session")?,
+                    status: match status.as_str() {
+                        "signed_in" => SessionStatus::SignedIn,
+                        "needs_login" => SessionStatus::NeedsLogin,
+                        _ => return Err(DbError::Corrupt("session.status".into())),
+                    },
+                    last_error,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    pub fn put_session(&self, s: &SessionRecord) -> Result<(), DbError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO session (id, issuer, account, subject, signed_in_at, status, last_error)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(id) DO UPDATE SET issuer = excluded.issuer, account = excluded.account,
+                   subject = excluded.subject, signed_in_at = excluded.signed_in_at,
+                   status = excluded.status, last_error = excluded.last_error",
+                params![
+                    s.issuer,
+                    s.account,
+                    s.subject,
+                    s.signed_in_at.to_rfc3339(),
+                    s.status.as_str(),
+                    s.last_error
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_session(&self) -> Result<(), DbError> {
+        self.with(|c| {
+            c.execute("DELETE FROM session", [])?;
+            Ok(())
+        })
+    }
+
+    pub fn grants(&self) -> Result<Vec<GrantRecord>, DbError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT resource, status, scopes, connected_at, last_used_at, last_error, updated_at
+                 FROM grants ORDER BY resource",
+            )?;
+            let rows = stmt.query_map([], grant_row)?;
+            rows.map(|r| r.map_err(DbError::from).and_then(|raw| raw.into_record()))
+                .collect()
+        })
+    }
+
+    pub fn grant(&self, resource: &str) -> Result<Option<GrantRecord>, DbError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT resource, status, scopes, connected_at, last_used_at, last_error, updated_at
+                 FROM grants WHERE resource = ?1",
+                [resource],
+                grant_row,
+            )
+            .optional()?
+            .map(RawGrant::into_record)
+            .transpose()
+        })
+    }
+
+    pub fn put_grant(&self, g: &GrantRecord) -> Result<(), DbError> {
+        let scopes = serde_json::to_string(&g.scopes).map_err(|e| DbError::Sqlite(e.to_string()))?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO grants (resource, status, scopes, connected_at, last_used_at, last_error, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(resource) DO UPDATE SET status = excluded.status, scopes = excluded.scopes,
+                   connected_at = excluded.connected_at, last_used_at = excluded.last_used_at,
+                   last_error = excluded.last_error, updated_at = excluded.updated_at",
+                params![
+                    g.resource,
+                    g.status.as_str(),
+                    scopes,
+                    g.connected_at.map(|t| t.to_rfc3339()),
+                    g.last_used_at.map(|t| t.to_rfc3339()),
+                    g.last_error,
+                    g.updated_at.to_rfc3339()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn resources(&self) -> Result<Vec<ResourceRecord>, DbError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT resource, name, api_bases, scopes, docs_url, added_at FROM resources ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (resource, name, bases, scopes, docs_url, added) = row?;
+                Ok(ResourceRecord {
+                    api_bases: serde_json::from_str(&bases)
+                        .map_err(|_| DbError::Corrupt(format!("resources.api_bases of {resource}")))?,
+                    scopes: serde_json::from_str(&scopes)
+                        .map_err(|_| DbError::Corrupt(format!("resources.scopes of {resource}")))?,
+                    added_at: parse_time(&added, "resources.added_at")?,
+                    resource,
+                    name,
+                    docs_url,
+                })
+            })
+            .collect()
+        })
+    }
+
+    pub fn put_resource(&self, r: &ResourceRecord) -> Result<(), DbError> {
+        let bases = serde_json::to_string(&r.api_bases).map_err(|e| DbError::Sqlite(e.to_string()))?;
+        let scopes = serde_json::to_string(&r.scopes).map_err(|e| DbError::Sqlite(e.to_string()))?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO resources (resource, name, api_bases, scopes, docs_url, added_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(resource) DO UPDATE SET name = excluded.name, api_bases = excluded.api_bases,
+                   scopes = excluded.scopes, docs_url = excluded.docs_url",
+                params![r.resource, r.name, bases, scopes, r.docs_url, r.added_at.to_rfc3339()],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_resource(&self, resource: &str) -> Result<bool, DbError> {
+        self.with(|c| Ok(c.execute("DELETE FROM resources WHERE resource = ?1", [resource])? > 0))
+    }
+}
+
+struct RawGrant {
+    resource: String,
+    status: String,
+    scopes: String,
+    connected_at: Option<String>,
+    last_used_at: Option<String>,
+    last_error: Option<String>,
+    updated_at: String,
+}
+
+fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawGrant> {
+    Ok(RawGrant {
+        resource: r.get(0)?,
+        status: r.get(1)?,
+        scopes: r.get(2)?,
+        connected_at: r.get(3)?,
+        last_used_at: r.get(4)?,
+        last_error: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+impl RawGrant {
+    fn into_record(self) -> Result<GrantRecord, DbError> {
+        let field = |name: &str| format!("grants.{name} of {}", self.resource);
+        Ok(GrantRecord {
+            status: GrantStatus::parse(&self.status).ok_or_else(|| DbError::Corrupt(field("status")))?,
+            scopes: serde_json::from_str(&self.scopes).map_err(|_| DbError::Corrupt(field("scopes")))?,
+            connected_at: self.connected_at.as_deref().map(|t| parse_time(t, "grants.connected_at")).transpose()?,
+            last_used_at: self.last_used_at.as_deref().map(|t| parse_time(t, "grants.last_used_at")).transpose()?,
+            updated_at: parse_time(&self.updated_at, "grants.updated_at")?,
+            last_error: self.last_error,
+            resource: self.resource,
+        })
+    }
+}
+
+fn parse_time(text: &str, what: &str) -> Result<DateTime<Utc>, DbError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| DbError::Corrupt(what.into()))
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    // Best effort: a failure here leaves the OS default, which is still the user's own dir.
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}
+
+#[cfg(not(unix))]
+fn restrict(_path: &Path, _mode: u32) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_round_trip() {
+        let db = Db::open_in_memory().unwrap();
+        let now = Utc::now();
+        let g = GrantRecord {
+            resource: "https://api.github.com".into(),
+            status: GrantStatus::Connected,
+            scopes: vec!["repo".into()],
+            connected_at: Some(now),
+            last_used_at: None,
+            last_error: None,
+            updated_at: now,
+        };
+        db.put_grant(&g).unwrap();
+        let mut back = db.grant(&g.resource).unwrap().unwrap();
+        assert_eq!(back.scopes, g.scopes);
+        back.status = GrantStatus::NeedsReconnect;
+        db.put_grant(&back).unwrap();
+        assert_eq!(db.grants().unwrap()[0].status, GrantStatus::NeedsReconnect);
+        assert!(db.grant("https://nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn migrations_are_idempotent_and_reject_newer_schemas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        Db::open(&path).unwrap().set_setting("k", &1).unwrap();
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.setting::<i32>("k").unwrap(), Some(1));
+        drop(db);
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        assert!(Db::open(&path).is_err());
+    }
+
+    #[test]
+    fn garbage_file_is_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        std::fs::write(&path, b"this is not sqlite at all, not even close......").unwrap();
+        assert!(matches!(Db::open(&path), Err(DbError::Open { .. })));
+    }
+}

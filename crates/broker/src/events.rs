@@ -1,0 +1,47 @@
+//! Broadcast of state changes, so shells (tray badge, window, notifications) update live
+//! instead of polling. Slow subscribers lose old events, never block the engine.
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::grants::GrantStatus;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    SessionChanged {
+        signed_in: bool,
+        account: Option<String>,
+    },
+    GrantChanged {
+        resource: String,
+        status: GrantStatus,
+        reason: Option<String>,
+    },
+    /// An upstream token was obtained from the zone (not a cache hit).
+    TokenIssued { resource: String },
+    ResourcesChanged,
+}
+
+#[derive(Debug, Clone)]
+pub struct Events {
+    tx: broadcast::Sender<Event>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        let (tx, _) = broadcast::channel(256);
+        Events { tx }
+    }
+}
+
+impl Events {
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    pub fn emit(&self, event: Event) {
+        // No subscriber is fine: the CLI runs without any.
+        let _ = self.tx.send(event);
+    }
+}

@@ -1,0 +1,369 @@
+//! Keycard Broker engine. `Broker` is the only API the shells (CLI, tray app) use; it owns the
+//! loopback listener, the keychain entries and the token cache. No Tauri, no UI here.
+
+pub mod callback;
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod events;
+pub mod grants;
+pub mod vault;
+pub mod zone;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::Serialize;
+use tokio::sync::{Mutex, broadcast, oneshot};
+
+pub use catalog::Provider;
+pub use config::Config;
+pub use events::Event;
+pub use grants::{GrantStatus, Round, RoundKind, UpstreamToken};
+
+use callback::{CallbackError, Callbacks};
+use catalog::CatalogError;
+use config::ConfigError;
+use db::{Db, DbError, ResourceRecord, SessionStatus};
+use events::Events;
+use grants::Grants;
+use vault::{SecretKey, Vault, VaultError};
+use zone::ZoneError;
+
+/// Every failure a shell can see, each with a one-line reason a person understands.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
+    #[error("keychain unavailable: {0}")]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Callback(#[from] CallbackError),
+    #[error("not signed in to the Keycard zone; run `keycard-broker login`")]
+    NotSignedIn,
+    #[error("the Keycard session ended ({0}); run `keycard-broker login`")]
+    SessionExpired(String),
+    #[error("{0} is not connected; run `keycard-broker connect` for it")]
+    NotConnected(String),
+    #[error("{name} needs to be reconnected in Keycard Broker: {reason}; run `keycard-broker reconnect {resource}`")]
+    NeedsReconnect {
+        name: String,
+        resource: String,
+        reason: String,
+    },
+    #[error("{what} is unavailable after repeated zone failures (last: {last_error}); retrying in {retry_in} s")]
+    Backoff {
+        what: String,
+        retry_in: u64,
+        last_error: String,
+    },
+    #[error("the zone issued no refresh token; allow the `offline_access` scope / refresh tokens for this application")]
+    NoRefreshToken,
+    #[error("the application client secret is missing from the keychain; run `keycard-broker init` with --client-secret-stdin again")]
+    MissingClientSecret,
+    #[error("the zone does not know the broker's resource {0}; register it in the Keycard console as a Resource (credential provider \"Zone Provider\") and add it to the application")]
+    ResourceNotRegistered(String),
+    #[error("port {0} on 127.0.0.1 is already in use (is another Keycard Broker running?); choose another with --port")]
+    PortInUse(u16),
+    #[error("cannot listen on 127.0.0.1:{port}: {reason}")]
+    Listen { port: u16, reason: String },
+}
+
+/// `status --json`: the session and every connection. No secrets.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub zone: Option<String>,
+    pub account: Option<String>,
+    /// `signed_in`, `needs_login` or `signed_out`.
+    pub session: String,
+    pub connections: Vec<ConnectionStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionStatus {
+    pub resource: String,
+    pub name: String,
+    pub status: GrantStatus,
+    pub scopes: Vec<String>,
+    pub connected_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// What `check` reports about a working connection (never the token itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub resource: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub expires_in_secs: u64,
+}
+
+struct Listener {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The engine.
+pub struct Broker {
+    config: Config,
+    db: Arc<Db>,
+    vault: Vault,
+    events: Events,
+    callbacks: Callbacks,
+    grants: Arc<Grants>,
+    listener: Mutex<Option<Listener>>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("vault", &self.vault).finish()
+    }
+}
+
+impl Broker {
+    /// Opens the database and the OS keychain (with a real write probe). Fails, never falls
+    /// back to plaintext, when no keychain is usable.
+    pub async fn open(config: Config) -> Result<Broker, BrokerError> {
+        let vault = Vault::open_native(&config.profile()).await?;
+        Broker::with_vault(config, vault)
+    }
+
+    /// Opens with a given vault (unit tests pass the mock store).
+    pub fn with_vault(config: Config, vault: Vault) -> Result<Broker, BrokerError> {
+        let db = Arc::new(Db::open(&config.paths.db_file)?);
+        let events = Events::default();
+        let callbacks = Callbacks::default();
+        let grants = Arc::new(Grants::new(
+            config.clone(),
+            db.clone(),
+            vault.clone(),
+            events.clone(),
+            callbacks.clone(),
+        ));
+        Ok(Broker {
+            config,
+            db,
+            vault,
+            events,
+            callbacks,
+            grants,
+            listener: Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// The routes the broker serves on its loopback port.
+    pub fn router(&self) -> axum::Router {
+        self.callbacks.router()
+    }
+
+    /// Binds `127.0.0.1:<port>` and serves the callback route. Idempotent.
+    pub async fn start(&self) -> Result<SocketAddr, BrokerError> {
+        let mut slot = self.listener.lock().await;
+        if let Some(listener) = slot.as_ref() {
+            return Ok(listener.addr);
+        }
+        let port = self.config.port();
+        let tcp = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AddrInUse => BrokerError::PortInUse(port),
+                _ => BrokerError::Listen {
+                    port,
+                    reason: e.to_string(),
+                },
+            })?;
+        let addr = tcp.local_addr().map_err(|e| BrokerError::Listen {
+            port,
+            reason: e.to_string(),
+        })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = self.router();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(tcp, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "loopback listener stopped");
+            }
+        });
+        tracing::info!(%addr, "listening");
+        *slot = Some(Listener { addr, stop, task });
+        Ok(addr)
+    }
+
+    /// Stops the listener and waits for it.
+    pub async fn shutdown(&self) {
+        if let Some(listener) = self.listener.lock().await.take() {
+            let _ = listener.stop.send(());
+            let _ = listener.task.await;
+        }
+    }
+
+    /// Every provider: the seed catalog and the user's custom resources.
+    pub fn providers(&self) -> Result<Vec<Provider>, BrokerError> {
+        Ok(catalog::providers(&self.db.resources()?))
+    }
+
+    /// A provider by resource identifier or slug.
+    pub fn provider(&self, key: &str) -> Result<Provider, BrokerError> {
+        let providers = self.providers()?;
+        Ok(catalog::find(&providers, key)?.clone())
+    }
+
+    /// Starts the login round (authorize for the broker's own resource). The listener must run.
+    pub async fn begin_login(&self) -> Result<Round, BrokerError> {
+        self.start().await?;
+        self.grants.begin(RoundKind::Login).await
+    }
+
+    /// Starts a provider's consent round through the zone (connect and reconnect alike).
+    pub async fn begin_connect(&self, key: &str) -> Result<Round, BrokerError> {
+        let provider = self.provider(key)?;
+        self.start().await?;
+        self.grants.begin(RoundKind::Connect(provider)).await
+    }
+
+    /// Waits for the round's browser redirect and stores what the zone granted.
+    pub async fn complete(&self, round: Round, timeout: Duration) -> Result<(), BrokerError> {
+        let login = matches!(round.kind, RoundKind::Login);
+        match self.grants.complete(round, timeout).await {
+            Err(BrokerError::Callback(CallbackError::Denied { code, .. }))
+                if login && code == "invalid_target" =>
+            {
+                Err(BrokerError::ResourceNotRegistered(self.config.resource_id()))
+            }
+            other => other,
+        }
+    }
+
+    /// A provider token for `key` (cache, or exactly one zone round trip for all callers).
+    pub async fn upstream_token(&self, key: &str) -> Result<UpstreamToken, BrokerError> {
+        let provider = self.provider(key)?;
+        self.grants.upstream_token(&provider).await
+    }
+
+    /// Proves a connection works end to end by getting a token, and reports its facts.
+    pub async fn check(&self, key: &str) -> Result<TokenInfo, BrokerError> {
+        let provider = self.provider(key)?;
+        let token = self.grants.upstream_token(&provider).await?;
+        Ok(TokenInfo {
+            resource: provider.resource,
+            name: provider.name,
+            scopes: token.scopes,
+            expires_in_secs: token.expires_in.as_secs(),
+        })
+    }
+
+    pub async fn revoke(&self, key: &str) -> Result<(), BrokerError> {
+        let provider = self.provider(key)?;
+        self.grants.revoke(&provider).await
+    }
+
+    pub async fn logout(&self) -> Result<(), BrokerError> {
+        let providers = self.providers()?;
+        self.grants.logout(&providers).await
+    }
+
+    pub fn status(&self) -> Result<Status, BrokerError> {
+        let session = self.db.session()?;
+        let providers = self.providers()?;
+        let connections = self
+            .db
+            .grants()?
+            .into_iter()
+            .map(|g| ConnectionStatus {
+                name: catalog::find(&providers, &g.resource)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_else(|_| g.resource.clone()),
+                resource: g.resource,
+                status: g.status,
+                scopes: g.scopes,
+                connected_at: g.connected_at,
+                last_used_at: g.last_used_at,
+                last_error: g.last_error,
+            })
+            .collect();
+        Ok(Status {
+            zone: self.config.settings.zone.as_ref().map(|z| z.issuer.clone()),
+            account: session.as_ref().and_then(|s| s.account.clone()),
+            session: match session.map(|s| s.status) {
+                Some(SessionStatus::SignedIn) => "signed_in",
+                Some(SessionStatus::NeedsLogin) => "needs_login",
+                None => "signed_out",
+            }
+            .into(),
+            connections,
+        })
+    }
+
+    /// Adds a custom OAuth resource; its API base defaults to the identifier.
+    pub fn add_resource(
+        &self,
+        resource: &str,
+        name: Option<&str>,
+        api_bases: &[String],
+        scopes: &[String],
+    ) -> Result<Provider, BrokerError> {
+        let resource = catalog::validate_url(resource)?;
+        let api_bases = api_bases
+            .iter()
+            .map(|b| catalog::validate_url(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = name
+            .map(str::to_string)
+            .or_else(|| url::Url::parse(&resource).ok().and_then(|u| u.host_str().map(str::to_string)))
+            .unwrap_or_else(|| resource.clone());
+        self.db.put_resource(&ResourceRecord {
+            resource: resource.clone(),
+            name,
+            api_bases,
+            scopes: scopes.to_vec(),
+            docs_url: None,
+            added_at: Utc::now(),
+        })?;
+        self.events.emit(Event::ResourcesChanged);
+        self.provider(&resource)
+    }
+
+    /// Removes a custom resource (its connection, if any, is revoked first).
+    pub async fn remove_resource(&self, key: &str) -> Result<(), BrokerError> {
+        let provider = self.provider(key)?;
+        if !provider.custom {
+            return Err(CatalogError::BuiltIn(provider.name).into());
+        }
+        if self.db.grant(&provider.resource)?.is_some() {
+            self.grants.revoke(&provider).await?;
+        }
+        self.db.delete_resource(&provider.resource)?;
+        self.events.emit(Event::ResourcesChanged);
+        Ok(())
+    }
+
+    /// Keeps the confidential application's secret in the keychain (never in the config).
+    pub async fn store_client_secret(&self, secret: SecretString) -> Result<(), BrokerError> {
+        Ok(self.vault.put(SecretKey::ClientSecret, secret).await?)
+    }
+}
