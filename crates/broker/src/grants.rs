@@ -429,7 +429,7 @@ impl Grants {
         let zone = self.zone().await?;
         let client = self.identity().await?.ok_or(BrokerError::NotSignedIn)?;
         let resource = self.config.resource_id();
-        let result = with_retries(|| zone.refresh(&client, &refresh, Some(&resource))).await;
+        let result = retrying!(zone.refresh(&client, &refresh, Some(&resource)));
         match result {
             Ok(tokens) => {
                 if let Some(rotated) = tokens.refresh_token.clone() {
@@ -569,16 +569,17 @@ impl Grants {
     async fn fetch_upstream(&self, provider: &Provider) -> Result<TokenSet, BrokerError> {
         let zone = self.zone().await?;
         let client = self.identity().await?.ok_or(BrokerError::NotSignedIn)?;
-        match self.config.zone()?.upstream_strategy {
+        let strategy = self.config.zone()?.upstream_strategy;
+        match strategy {
             UpstreamStrategy::Exchange => {
                 let subject = self.session_token().await?;
-                let first = with_retries(|| zone.exchange(&client, &subject, &provider.resource, &provider.scopes)).await;
+                let first = retrying!(zone.exchange(&client, &subject, &provider.resource, &provider.scopes));
                 match first {
                     // The cached session token may have been revoked at the zone: renew once.
                     Err(e) if e.code() == Some("invalid_grant") => {
                         self.drop_slots(|k| k == session_slot_key());
                         let subject = self.session_token().await?;
-                        Ok(with_retries(|| zone.exchange(&client, &subject, &provider.resource, &provider.scopes)).await?)
+                        Ok(retrying!(zone.exchange(&client, &subject, &provider.resource, &provider.scopes))?)
                     }
                     other => Ok(other?),
                 }
@@ -590,7 +591,7 @@ impl Grants {
                     .get(key.clone())
                     .await?
                     .ok_or_else(|| BrokerError::NotConnected(provider.name.clone()))?;
-                let tokens = with_retries(|| zone.refresh(&client, &refresh, Some(&provider.resource))).await?;
+                let tokens = retrying!(zone.refresh(&client, &refresh, Some(&provider.resource)))?;
                 if let Some(rotated) = tokens.refresh_token.clone() {
                     self.vault.put(key, rotated).await?;
                 }
@@ -721,27 +722,30 @@ fn note_failure(state: &mut SlotState, e: &ZoneError) {
     state.last_error = Some(e.to_string());
 }
 
-/// Retries transient zone failures a few times, honouring `Retry-After` (capped).
-async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, ZoneError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ZoneError>>,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match call().await {
-            Err(e) if e.is_transient() && attempt < ATTEMPTS => {
-                let wait = e
-                    .retry_after()
-                    .unwrap_or(Duration::from_millis(250 << attempt))
-                    .min(MAX_RETRY_WAIT);
-                tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "zone call failed; retrying");
-                tokio::time::sleep(wait).await;
+/// Retries transient zone failures a few times, honouring `Retry-After` (capped). A macro,
+/// not a generic over closures, so the futures stay `Send` for any caller.
+macro_rules! retrying {
+    ($call:expr) => {{
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            match $call.await {
+                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                    let wait = retry_wait(&e, attempt);
+                    tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "zone call failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                other => break other,
             }
-            other => return other,
         }
-    }
+    }};
+}
+use retrying;
+
+fn retry_wait(e: &ZoneError, attempt: u32) -> Duration {
+    e.retry_after()
+        .unwrap_or(Duration::from_millis(250u64 << attempt.min(8)))
+        .min(MAX_RETRY_WAIT)
 }
 
 fn missing_scopes(required: &[String], granted: &[String]) -> Vec<String> {
@@ -781,33 +785,23 @@ mod tests {
         assert!(missing_scopes(&[], &[]).is_empty());
     }
 
+    async fn failing(calls: &std::sync::atomic::AtomicU32, e: ZoneError) -> Result<(), ZoneError> {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(e)
+    }
+
     #[tokio::test]
     async fn retries_transient_then_gives_up() {
         let calls = std::sync::atomic::AtomicU32::new(0);
-        let result: Result<(), ZoneError> = with_retries(|| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async {
-                Err(ZoneError::Unavailable {
-                    status: 503,
-                    retry_after: Some(0),
-                })
-            }
-        })
-        .await;
+        let unavailable = ZoneError::Unavailable { status: 503, retry_after: Some(0) };
+        let result = retrying!(failing(&calls, unavailable.clone()));
         assert!(result.is_err());
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), ATTEMPTS);
         let calls = std::sync::atomic::AtomicU32::new(0);
-        let _: Result<(), ZoneError> = with_retries(|| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async {
-                Err(ZoneError::Rejected {
-                    code: "insufficient_authorization".into(),
-                    description: None,
-                })
-            }
-        })
-        .await;
+        let denied = ZoneError::Rejected { code: "insufficient_authorization".into(), description: None };
+        let _ = retrying!(failing(&calls, denied.clone()));
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "permanent errors are not retried");
+        assert_eq!(retry_wait(&ZoneError::Unavailable { status: 429, retry_after: Some(999) }, 1), MAX_RETRY_WAIT);
     }
 
     #[test]
@@ -818,4 +812,23 @@ mod tests {
         assert!(wait > Duration::from_secs(20));
         assert!(check_backoff(&state, "x").is_err());
     }
+}
+/// Compile-time guard: engine futures must stay `Send` (axum handlers and spawned tasks).
+#[cfg(test)]
+#[allow(dead_code)]
+fn _send_check(g: &'static Grants, p: &'static Provider) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(g.zone());
+    is_send(g.identity());
+    is_send(g.session_token());
+    is_send(g.fetch_upstream(p));
+}
+#[cfg(test)]
+#[allow(dead_code)]
+fn _send_check2(z: &'static Zone, c: &'static ClientIdentity, t: &'static SecretString) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(z.refresh(c, t, None));
+    is_send(z.exchange(c, t, "x", &[]));
+    is_send(z.exchange_code(c, "x", "x", t, "x"));
+    is_send(z.revoke(c, t));
 }

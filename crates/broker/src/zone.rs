@@ -514,50 +514,61 @@ impl Zone {
             .map_err(map_request_error)
     }
 
-    /// The HTTP function handed to the `oauth2` crate: adds raw `client_secret_basic` when an
-    /// application secret is configured and turns 5xx/429 into typed transient failures
-    /// (the crate would otherwise hide the status and `Retry-After`).
-    fn adapter<'a>(
-        &'a self,
-        client: &'a ClientIdentity,
-    ) -> impl Fn(
-        oauth2::HttpRequest,
-    ) -> Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpFailure>> + Send + 'a>>
-    + 'a {
-        move |request: oauth2::HttpRequest| {
-            Box::pin(async move {
-                let (parts, body) = request.into_parts();
-                let mut builder = self
-                    .http
-                    .request(parts.method, parts.uri.to_string())
-                    .headers(parts.headers)
-                    .body(body);
-                if let Some(secret) = &client.client_secret {
-                    builder = builder.basic_auth(&client.client_id, Some(secret.expose_secret()));
-                }
-                let response = builder
-                    .send()
-                    .await
-                    .map_err(|e| HttpFailure::Network(network_reason(&e)))?;
-                let status = response.status();
-                if status.is_server_error() || status.as_u16() == 429 {
-                    return Err(HttpFailure::Status {
-                        status: status.as_u16(),
-                        retry_after: retry_after(response.headers()),
-                    });
-                }
-                let headers = response.headers().clone();
-                let bytes = read_limited(response)
-                    .await
-                    .map_err(HttpFailure::Network)?;
-                let mut out = http::Response::builder().status(status);
-                for (name, value) in headers.iter() {
-                    out = out.header(name, value);
-                }
-                out.body(bytes)
-                    .map_err(|e| HttpFailure::Network(e.to_string()))
-            })
+    fn adapter(&self, client: &ClientIdentity) -> ZoneHttp {
+        ZoneHttp {
+            http: self.http.clone(),
+            basic: client
+                .client_secret
+                .clone()
+                .map(|secret| (client.client_id.clone(), secret)),
         }
+    }
+}
+
+/// The HTTP client handed to the `oauth2` crate: adds raw `client_secret_basic` when an
+/// application secret is configured and turns 5xx/429 into typed transient failures (the
+/// crate would otherwise hide the status and `Retry-After`). A struct rather than a closure
+/// so the request futures are `Send` for every caller.
+struct ZoneHttp {
+    http: reqwest::Client,
+    basic: Option<(String, SecretString)>,
+}
+
+impl<'c> oauth2::AsyncHttpClient<'c> for ZoneHttp {
+    type Error = HttpFailure;
+    type Future = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpFailure>> + Send + 'c>>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let mut builder = self
+                .http
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body);
+            if let Some((id, secret)) = &self.basic {
+                builder = builder.basic_auth(id, Some(secret.expose_secret()));
+            }
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| HttpFailure::Network(network_reason(&e)))?;
+            let status = response.status();
+            if status.is_server_error() || status.as_u16() == 429 {
+                return Err(HttpFailure::Status {
+                    status: status.as_u16(),
+                    retry_after: retry_after(response.headers()),
+                });
+            }
+            let headers = response.headers().clone();
+            let bytes = read_limited(response).await.map_err(HttpFailure::Network)?;
+            let mut out = http::Response::builder().status(status);
+            for (name, value) in headers.iter() {
+                out = out.header(name, value);
+            }
+            out.body(bytes)
+                .map_err(|e| HttpFailure::Network(e.to_string()))
+        })
     }
 }
 

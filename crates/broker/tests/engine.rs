@@ -1,0 +1,304 @@
+//! The engine against real components: the oidc-provider zone emulator and the session's real
+//! Secret Service (gnome-keyring). Run through `scripts/test`, which provides the keyring.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::config::{Config, UpstreamStrategy, ZoneSettings};
+use broker::vault::SecretKey;
+use broker::{Broker, BrokerError, GrantStatus};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use testkit::{ZoneEmulator, authorize, callback_prefix, free_port};
+
+const FIXTURE: &str = "http://127.0.0.1:9/api";
+
+struct Setup {
+    home: tempfile::TempDir,
+    port: u16,
+    config: Config,
+}
+
+fn setup(zone: &ZoneEmulator, strategy: UpstreamStrategy) -> Setup {
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut config = Config::load(Some(home.path())).unwrap();
+    let mut settings = ZoneSettings::new(zone.issuer.clone());
+    settings.upstream_strategy = strategy;
+    config.settings.zone = Some(settings);
+    config.settings.broker.port = port;
+    config.save().unwrap();
+    Setup { home, port, config }
+}
+
+async fn open(s: &Setup) -> Broker {
+    Broker::open(s.config.clone()).await.expect("open broker with the real keychain")
+}
+
+async fn login(broker: &Broker, port: u16) {
+    let round = broker.begin_login().await.unwrap();
+    let url = round.url.to_string();
+    let prefix = callback_prefix(port);
+    let (done, (status, page)) = tokio::join!(
+        broker.complete(round, Duration::from_secs(30)),
+        authorize(&url, &prefix)
+    );
+    assert_eq!(status, 200, "callback page: {page}");
+    done.unwrap();
+}
+
+async fn connect(broker: &Broker, port: u16, key: &str) -> Result<(), BrokerError> {
+    let round = broker.begin_connect(key).await?;
+    let url = round.url.to_string();
+    let prefix = callback_prefix(port);
+    let (done, _) = tokio::join!(
+        broker.complete(round, Duration::from_secs(30)),
+        authorize(&url, &prefix)
+    );
+    done
+}
+
+/// Signed in, fixture resource added (requires `read write`) and connected.
+async fn connected(zone: &ZoneEmulator, strategy: UpstreamStrategy) -> (Setup, Broker) {
+    let s = setup(zone, strategy);
+    let broker = open(&s).await;
+    login(&broker, s.port).await;
+    broker
+        .add_resource(FIXTURE, Some("Fixture API"), &[], &["read".into(), "write".into()])
+        .unwrap();
+    connect(&broker, s.port, FIXTURE).await.unwrap();
+    (s, broker)
+}
+
+async fn assert_clean(zone: &ZoneEmulator, s: &Setup) {
+    testkit::assert_no_leak(&zone.issued().await, s.home.path(), &[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundred_cold_requests_cause_one_exchange_then_cache() {
+    let zone = ZoneEmulator::start().await;
+    let (s, first) = connected(&zone, UpstreamStrategy::Exchange).await;
+    let profile = first.vault().profile().to_string();
+    first.shutdown().await;
+    drop(first);
+
+    // A new broker on the same home: session and upstream tokens are both cold.
+    let broker = Arc::new(open(&s).await);
+    let session_before = broker.vault().get(SecretKey::Session).await.unwrap().unwrap();
+    zone.reset_counters().await;
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let b = broker.clone();
+            tokio::spawn(async move { b.upstream_token(FIXTURE).await })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.unwrap().unwrap().token.expose_secret().to_string());
+    }
+    assert!(tokens.windows(2).all(|w| w[0] == w[1]), "all callers share one token");
+    let c = zone.counters().await;
+    println!("zone round trips for 100 concurrent cold requests: {c}");
+    assert_eq!(c["token"]["token_exchange"], 1, "exactly one exchange");
+    assert_eq!(c["token"]["refresh_token"], 1, "exactly one session refresh");
+
+    // Cached reuse: no further zone traffic.
+    for _ in 0..50 {
+        broker.upstream_token(FIXTURE).await.unwrap();
+    }
+    assert_eq!(zone.token_calls("token_exchange").await, 1);
+
+    // Rotation: the session refresh token was replaced in the keychain before use...
+    let session_after = broker.vault().get(SecretKey::Session).await.unwrap().unwrap();
+    assert_ne!(session_before.expose_secret(), session_after.expose_secret());
+    // ...and the rotated one works for the next cold start.
+    drop(broker);
+    let again = open(&s).await;
+    again.upstream_token(FIXTURE).await.unwrap();
+    assert_eq!(zone.token_calls("refresh_token").await, 2);
+    let status = again.status().unwrap();
+    assert_eq!(status.connections[0].status, GrantStatus::Connected);
+    assert!(status.connections[0].last_used_at.is_some());
+
+    let entries = testkit::keychain_entries(&profile);
+    assert!(entries.contains(&format!("{profile}/session")), "{entries:?}");
+    assert!(entries.contains(&format!("{profile}/connection/{FIXTURE}")), "{entries:?}");
+    assert_clean(&zone, &s).await;
+}
+
+#[tokio::test]
+async fn refresh_with_resource_strategy_rotates_the_connection_token() {
+    let zone = ZoneEmulator::start().await;
+    let (s, broker) = connected(&zone, UpstreamStrategy::RefreshWithResource).await;
+    let key = SecretKey::Connection(FIXTURE.into());
+    let before = broker.vault().get(key.clone()).await.unwrap().unwrap();
+    zone.reset_counters().await;
+    let token = broker.upstream_token(FIXTURE).await.unwrap();
+    assert_eq!(token.scopes, vec!["read".to_string(), "write".to_string()]);
+    let c = zone.counters().await;
+    assert_eq!(c["token"]["token_exchange"], 0);
+    assert_eq!(c["token_by_resource"][FIXTURE]["refresh_token"], 1);
+    let after = broker.vault().get(key).await.unwrap().unwrap();
+    assert_ne!(before.expose_secret(), after.expose_secret(), "rotated token persisted");
+    assert_clean(&zone, &s).await;
+}
+
+#[tokio::test]
+async fn narrowed_scopes_need_reconnect_and_reconnect_fixes_it() {
+    let zone = ZoneEmulator::start().await;
+    let (s, broker) = connected(&zone, UpstreamStrategy::Exchange).await;
+    zone.control("narrow", json!({"resource": FIXTURE, "scopes": ["read"]})).await;
+    let err = broker.upstream_token(FIXTURE).await.unwrap_err();
+    assert!(matches!(err, BrokerError::NeedsReconnect { .. }), "{err}");
+    assert!(err.to_string().contains("reconnect"), "{err}");
+    let status = broker.status().unwrap();
+    assert_eq!(status.connections[0].status, GrantStatus::NeedsReconnect);
+    // No silent retry while the user has not acted.
+    zone.reset_counters().await;
+    assert!(broker.upstream_token(FIXTURE).await.is_err());
+    assert_eq!(zone.token_calls("token_exchange").await, 0);
+
+    connect(&broker, s.port, FIXTURE).await.unwrap();
+    assert_eq!(broker.status().unwrap().connections[0].status, GrantStatus::Connected);
+    let token = broker.upstream_token(FIXTURE).await.unwrap();
+    assert!(token.scopes.contains(&"write".to_string()));
+    assert_clean(&zone, &s).await;
+}
+
+#[tokio::test]
+async fn unconnected_or_disconnected_resource_needs_reconnect() {
+    let zone = ZoneEmulator::start().await;
+    let (s, broker) = connected(&zone, UpstreamStrategy::Exchange).await;
+    // Never connected in the broker: a typed refusal without zone traffic.
+    broker.add_resource("http://127.0.0.1:9/other", None, &[], &[]).unwrap();
+    let err = broker.upstream_token("http://127.0.0.1:9/other").await.unwrap_err();
+    assert!(matches!(err, BrokerError::NotConnected(_)), "{err}");
+    // Disconnected at the zone: insufficient_authorization → needs_reconnect.
+    zone.control("disconnect", json!({"resource": FIXTURE})).await;
+    let err = broker.upstream_token(FIXTURE).await.unwrap_err();
+    assert!(matches!(err, BrokerError::NeedsReconnect { .. }), "{err}");
+    assert_clean(&zone, &s).await;
+}
+
+#[tokio::test]
+async fn transient_zone_failures_retry_and_never_need_reconnect() {
+    let zone = ZoneEmulator::start().await;
+    let (s, broker) = connected(&zone, UpstreamStrategy::Exchange).await;
+
+    // 503 once, then recovery inside the same acquisition.
+    zone.reset_counters().await;
+    zone.control("fail", json!({"count": 1, "status": 503})).await;
+    broker.upstream_token(FIXTURE).await.unwrap();
+    assert_eq!(zone.token_calls("token_exchange").await, 1, "the 503 was answered before counting");
+    assert_eq!(broker.status().unwrap().connections[0].status, GrantStatus::Connected);
+
+    // 429 with Retry-After on a cold broker: honoured, then success.
+    let cold = {
+        broker.shutdown().await;
+        drop(broker);
+        open(&s).await
+    };
+    zone.control("fail", json!({"count": 1, "status": 429, "retry_after": 1})).await;
+    let started = std::time::Instant::now();
+    cold.upstream_token(FIXTURE).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was honoured");
+
+    // Zone keeps failing: the grant shows `error`, not `needs_reconnect`.
+    let cold2 = open(&s).await;
+    zone.control("fail", json!({"count": 10, "status": 503})).await;
+    let err = cold2.upstream_token(FIXTURE).await.unwrap_err();
+    assert!(matches!(err, BrokerError::Zone(_)), "{err}");
+    let status = cold2.status().unwrap();
+    assert_eq!(status.connections[0].status, GrantStatus::Error);
+    assert!(status.connections[0].last_error.as_deref().unwrap_or("").contains("503"));
+    // Backoff: the next call fails fast without touching the zone.
+    let err = cold2.upstream_token(FIXTURE).await.unwrap_err();
+    assert!(matches!(err, BrokerError::Backoff { .. }), "{err}");
+    zone.control("fail", json!({"count": 0, "status": 503})).await;
+    assert_clean(&zone, &s).await;
+}
+
+#[tokio::test]
+async fn zone_down_is_an_error_state_not_a_reconnect() {
+    let zone = ZoneEmulator::start().await;
+    let (s, broker) = connected(&zone, UpstreamStrategy::Exchange).await;
+    let issued = zone.issued().await;
+    broker.shutdown().await;
+    drop(broker);
+    zone.stop().await;
+    let cold = open(&s).await;
+    let err = cold.upstream_token(FIXTURE).await.unwrap_err();
+    assert!(matches!(err, BrokerError::Zone(_)), "{err}");
+    assert_ne!(cold.status().unwrap().connections[0].status, GrantStatus::NeedsReconnect);
+    testkit::assert_no_leak(&issued, s.home.path(), &[]);
+}
+
+#[tokio::test]
+async fn tampered_state_and_wrong_iss_are_refused() {
+    let zone = ZoneEmulator::start().await;
+    let s = setup(&zone, UpstreamStrategy::Exchange);
+    let broker = open(&s).await;
+    let round = broker.begin_login().await.unwrap();
+    let url = round.url.to_string();
+    let complete = broker.complete(round, Duration::from_secs(30));
+    let attack = async {
+        let callback = testkit::authorize_until_callback(&url, &callback_prefix(s.port)).await;
+        let with = |key: &str, value: &str| {
+            let mut u = callback.clone();
+            let pairs: Vec<(String, String)> = callback
+                .query_pairs()
+                .map(|(k, v)| (k.to_string(), if k == key { value.to_string() } else { v.to_string() }))
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+            u
+        };
+        let (status, page) = testkit::deliver(with("state", "forged").as_str()).await;
+        assert_eq!(status, 400);
+        assert!(page.contains("unknown, expired or already used"), "{page}");
+        let (status, page) = testkit::deliver(with("iss", "https://evil.example").as_str()).await;
+        assert_eq!(status, 400);
+        assert!(page.contains("not from the configured zone"), "{page}");
+        // The genuine redirect arrives too late: its state was consumed by the refusal.
+        assert_eq!(testkit::deliver(callback.as_str()).await.0, 400);
+    };
+    let (result, ()) = tokio::join!(complete, attack);
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("issuer"), "{err}");
+    assert_eq!(broker.status().unwrap().session, "signed_out");
+}
+
+#[tokio::test]
+async fn bad_issuer_document_is_refused() {
+    let zone = ZoneEmulator::start().await;
+    let s = setup(&zone, UpstreamStrategy::Exchange);
+    zone.control("discovery", json!({"issuer": "http://elsewhere.example"})).await;
+    let broker = open(&s).await;
+    let err = broker.begin_login().await.unwrap_err();
+    assert!(matches!(err, BrokerError::Zone(broker::zone::ZoneError::IssuerMismatch { .. })), "{err}");
+}
+
+#[tokio::test]
+async fn revoke_and_logout_wipe_the_keychain() {
+    let zone = ZoneEmulator::start().await;
+    let (s, broker) = connected(&zone, UpstreamStrategy::Exchange).await;
+    let profile = broker.vault().profile().to_string();
+    broker.upstream_token(FIXTURE).await.unwrap();
+    zone.reset_counters().await;
+
+    broker.revoke(FIXTURE).await.unwrap();
+    assert_eq!(zone.counters().await["revocation"], 1);
+    assert!(broker.vault().get(SecretKey::Connection(FIXTURE.into())).await.unwrap().is_none());
+    assert_eq!(broker.status().unwrap().connections[0].status, GrantStatus::Revoked);
+    let err = broker.upstream_token(FIXTURE).await.unwrap_err();
+    assert!(matches!(err, BrokerError::NotConnected(_)), "revoked is final: {err}");
+    assert!(!testkit::keychain_entries(&profile).iter().any(|e| e.contains("/connection/")));
+
+    broker.logout().await.unwrap();
+    assert!(broker.vault().get(SecretKey::Session).await.unwrap().is_none());
+    assert_eq!(broker.status().unwrap().session, "signed_out");
+    assert!(testkit::keychain_entries(&profile).is_empty());
+    let err = broker.begin_connect(FIXTURE).await.unwrap_err();
+    assert!(matches!(err, BrokerError::NotSignedIn), "{err}");
+    assert_clean(&zone, &s).await;
+}

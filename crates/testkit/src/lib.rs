@@ -1,0 +1,229 @@
+//! Test support for the real-component suites: starts the Keycard zone emulator
+//! (`tests/zone/server.mjs`, oidc-provider), follows authorize URLs like a browser with a
+//! cookie jar, runs the `keycard-broker` binary with its own home, and reads the keychain.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Repository root (testkit lives in crates/testkit).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// A running zone emulator; killed on drop.
+pub struct ZoneEmulator {
+    child: Child,
+    pub issuer: String,
+    http: reqwest::Client,
+}
+
+impl ZoneEmulator {
+    pub async fn start() -> ZoneEmulator {
+        let dir = repo_root().join("tests/zone");
+        assert!(
+            dir.join("node_modules/oidc-provider").exists(),
+            "the zone emulator's packages are missing: run `npm ci --prefix tests/zone` (scripts/test does)"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("server.mjs"))
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start node tests/zone/server.mjs");
+        let stdout = child.stdout.take().expect("emulator stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let issuer = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read emulator stdout") {
+                if let Some(url) = line.strip_prefix("ZONE_READY ") {
+                    return url.trim().to_string();
+                }
+            }
+            panic!("zone emulator exited before it was ready");
+        })
+        .await
+        .expect("zone emulator ready within 30 s");
+        // Keep draining stdout so the emulator never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ZoneEmulator {
+            child,
+            issuer,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// POST a JSON body to a control endpoint (`/__control/<path>`).
+    pub async fn control(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .post(self.url(&format!("/__control/{path}")))
+            .json(&body)
+            .send()
+            .await
+            .expect("control request");
+        assert!(response.status().is_success(), "control {path} failed: {}", response.status());
+        response.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(&format!("/__control/{path}")))
+            .send()
+            .await
+            .expect("control request")
+            .json()
+            .await
+            .expect("control JSON")
+    }
+
+    pub async fn counters(&self) -> Value {
+        self.get("counters").await
+    }
+
+    pub async fn reset_counters(&self) {
+        self.control("reset", serde_json::json!({})).await;
+    }
+
+    /// Token-endpoint calls of one grant type (`authorization_code`, `refresh_token`, `token_exchange`).
+    pub async fn token_calls(&self, grant: &str) -> u64 {
+        self.counters().await["token"][grant].as_u64().unwrap_or(0)
+    }
+
+    /// Every secret value the zone has issued so far.
+    pub async fn issued(&self) -> Vec<String> {
+        self.get("issued").await["tokens"]
+            .as_array()
+            .expect("issued tokens")
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect()
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Browser stand-in: follows the authorize URL through the zone's redirects (cookies kept)
+/// and stops at the first redirect to `callback_prefix`, returning that URL unvisited.
+pub async fn authorize_until_callback(authorize_url: &str, callback_prefix: &str) -> url::Url {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let mut url = url::Url::parse(authorize_url).expect("authorize URL");
+    for _ in 0..20 {
+        if url.as_str().starts_with(callback_prefix) {
+            return url;
+        }
+        let response = client.get(url.clone()).send().await.expect("follow redirect");
+        let status = response.status();
+        let location = response
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("zone answered {status} without a redirect at {url}"))
+            .to_str()
+            .unwrap()
+            .to_string();
+        url = url.join(&location).unwrap();
+    }
+    panic!("too many redirects from {authorize_url}");
+}
+
+/// Browser stand-in that also delivers the redirect to the broker; returns the broker's
+/// answer (status, page text).
+pub async fn authorize(authorize_url: &str, callback_prefix: &str) -> (u16, String) {
+    let callback = authorize_until_callback(authorize_url, callback_prefix).await;
+    deliver(callback.as_str()).await
+}
+
+/// Visits a (possibly tampered) callback URL.
+pub async fn deliver(callback: &str) -> (u16, String) {
+    let response = reqwest::get(callback).await.expect("deliver callback");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// A free loopback port (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn callback_prefix(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/callback")
+}
+
+/// Keychain entries of this service whose `username` starts with `profile/`, via
+/// `secret-tool` (a client independent of the broker).
+pub fn keychain_entries(profile: &str) -> Vec<String> {
+    let out = std::process::Command::new("secret-tool")
+        .args(["search", "--all", "--unlock", "service", "keycard-broker"])
+        .output()
+        .expect("secret-tool (libsecret-tools) installed");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("attribute.username = "))
+        .filter(|u| u.starts_with(&format!("{profile}/")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every file under `dir`, recursively, with its bytes.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path, bytes));
+            }
+        }
+    }
+    out
+}
+
+/// Panics if any issued token occurs in any file under `dir` or in `extra` texts.
+pub fn assert_no_leak(tokens: &[String], dir: &Path, extra: &[&str]) {
+    assert!(!tokens.is_empty(), "the zone issued no tokens: nothing was checked");
+    let files = files_under(dir);
+    assert!(!files.is_empty(), "no broker files to check under {}", dir.display());
+    for token in tokens.iter().filter(|t| t.len() >= 16) {
+        for (path, bytes) in &files {
+            assert!(
+                !contains(bytes, token.as_bytes()),
+                "a token issued by the zone leaked into {}",
+                path.display()
+            );
+        }
+        for text in extra {
+            assert!(!text.contains(token.as_str()), "a token issued by the zone leaked into output");
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
