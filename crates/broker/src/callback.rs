@@ -26,7 +26,9 @@ pub enum CallbackError {
         code: String,
         description: Option<String>,
     },
-    #[error("the redirect came from issuer {found:?}, not from the configured zone {expected:?}; refusing it")]
+    #[error(
+        "the redirect came from issuer {found:?}, not from the configured zone {expected:?}; refusing it"
+    )]
     WrongIssuer { expected: String, found: String },
     #[error("the redirect carried no authorization code")]
     MissingCode,
@@ -139,7 +141,10 @@ impl Callbacks {
                 "This sign-in link is unknown, expired or already used. Start again from Keycard Broker.".into(),
             );
         };
-        let outcome = if let Some(found) = params.get("iss").filter(|iss| !same_issuer(iss, &pending.issuer)) {
+        let outcome = if let Some(found) = params
+            .get("iss")
+            .filter(|iss| !same_issuer(iss, &pending.issuer))
+        {
             Err(CallbackError::WrongIssuer {
                 expected: pending.issuer.clone(),
                 found: found.clone(),
@@ -191,9 +196,15 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
     );
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
@@ -231,12 +242,19 @@ mod tests {
     async fn refuses_wrong_issuer_unknown_state_and_garbage() {
         let cb = Callbacks::default();
         let waiter = cb.register("s2", ISS);
-        assert_eq!(cb.resolve("code=abc&state=other").0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            cb.resolve("code=abc&state=other").0,
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(cb.resolve("").0, StatusCode::BAD_REQUEST);
         assert_eq!(cb.resolve("%%%&&&==").0, StatusCode::BAD_REQUEST);
-        assert_eq!(cb.resolve(&"a".repeat(MAX_QUERY + 1)).0, StatusCode::BAD_REQUEST);
         assert_eq!(
-            cb.resolve("code=abc&state=s2&iss=https%3A%2F%2Fevil.example").0,
+            cb.resolve(&"a".repeat(MAX_QUERY + 1)).0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            cb.resolve("code=abc&state=s2&iss=https%3A%2F%2Fevil.example")
+                .0,
             StatusCode::BAD_REQUEST
         );
         assert!(matches!(

@@ -32,21 +32,86 @@ struct Seed {
 
 /// The seed list from the product's design card.
 const SEED: &[Seed] = &[
-    Seed { slug: "github", name: "GitHub", resource: "https://api.github.com", api_bases: &["https://api.github.com"], docs: "https://docs.github.com/rest" },
-    Seed { slug: "gmail", name: "Gmail", resource: "https://gmail.googleapis.com", api_bases: &["https://gmail.googleapis.com"], docs: "https://developers.google.com/gmail/api" },
-    Seed { slug: "google-calendar", name: "Google Calendar", resource: "https://www.googleapis.com/calendar/v3", api_bases: &["https://www.googleapis.com/calendar/v3"], docs: "https://developers.google.com/calendar/api" },
-    Seed { slug: "google-drive", name: "Google Drive", resource: "https://www.googleapis.com/drive/v3", api_bases: &["https://www.googleapis.com/drive/v3", "https://www.googleapis.com/upload/drive/v3"], docs: "https://developers.google.com/drive/api" },
-    Seed { slug: "jira", name: "Jira", resource: "https://api.atlassian.com/ex/jira", api_bases: &["https://api.atlassian.com/ex/jira"], docs: "https://developer.atlassian.com/cloud/jira/platform/rest/v3/" },
-    Seed { slug: "confluence", name: "Confluence", resource: "https://api.atlassian.com/ex/confluence", api_bases: &["https://api.atlassian.com/ex/confluence"], docs: "https://developer.atlassian.com/cloud/confluence/rest/v2/" },
-    Seed { slug: "linear", name: "Linear", resource: "https://api.linear.app", api_bases: &["https://api.linear.app"], docs: "https://linear.app/developers" },
-    Seed { slug: "sentry", name: "Sentry", resource: "https://sentry.io/api", api_bases: &["https://sentry.io/api"], docs: "https://docs.sentry.io/api/" },
-    Seed { slug: "slack", name: "Slack", resource: "https://slack.com/api", api_bases: &["https://slack.com/api"], docs: "https://api.slack.com/methods" },
-    Seed { slug: "attio", name: "Attio", resource: "https://api.attio.com", api_bases: &["https://api.attio.com"], docs: "https://developers.attio.com" },
+    Seed {
+        slug: "github",
+        name: "GitHub",
+        resource: "https://api.github.com",
+        api_bases: &["https://api.github.com"],
+        docs: "https://docs.github.com/rest",
+    },
+    Seed {
+        slug: "gmail",
+        name: "Gmail",
+        resource: "https://gmail.googleapis.com",
+        api_bases: &["https://gmail.googleapis.com"],
+        docs: "https://developers.google.com/gmail/api",
+    },
+    Seed {
+        slug: "google-calendar",
+        name: "Google Calendar",
+        resource: "https://www.googleapis.com/calendar/v3",
+        api_bases: &["https://www.googleapis.com/calendar/v3"],
+        docs: "https://developers.google.com/calendar/api",
+    },
+    Seed {
+        slug: "google-drive",
+        name: "Google Drive",
+        resource: "https://www.googleapis.com/drive/v3",
+        api_bases: &[
+            "https://www.googleapis.com/drive/v3",
+            "https://www.googleapis.com/upload/drive/v3",
+        ],
+        docs: "https://developers.google.com/drive/api",
+    },
+    Seed {
+        slug: "jira",
+        name: "Jira",
+        resource: "https://api.atlassian.com/ex/jira",
+        api_bases: &["https://api.atlassian.com/ex/jira"],
+        docs: "https://developer.atlassian.com/cloud/jira/platform/rest/v3/",
+    },
+    Seed {
+        slug: "confluence",
+        name: "Confluence",
+        resource: "https://api.atlassian.com/ex/confluence",
+        api_bases: &["https://api.atlassian.com/ex/confluence"],
+        docs: "https://developer.atlassian.com/cloud/confluence/rest/v2/",
+    },
+    Seed {
+        slug: "linear",
+        name: "Linear",
+        resource: "https://api.linear.app",
+        api_bases: &["https://api.linear.app"],
+        docs: "https://linear.app/developers",
+    },
+    Seed {
+        slug: "sentry",
+        name: "Sentry",
+        resource: "https://sentry.io/api",
+        api_bases: &["https://sentry.io/api"],
+        docs: "https://docs.sentry.io/api/",
+    },
+    Seed {
+        slug: "slack",
+        name: "Slack",
+        resource: "https://slack.com/api",
+        api_bases: &["https://slack.com/api"],
+        docs: "https://api.slack.com/methods",
+    },
+    Seed {
+        slug: "attio",
+        name: "Attio",
+        resource: "https://api.attio.com",
+        api_bases: &["https://api.attio.com"],
+        docs: "https://developers.attio.com",
+    },
 ];
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum CatalogError {
-    #[error("{0:?} is not a provider in the catalog; add it with `keycard-broker resources add URL`")]
+    #[error(
+        "{0:?} is not a provider in the catalog; add it with `keycard-broker resources add URL`"
+    )]
     Unknown(String),
     #[error("invalid resource {value:?}: {reason}")]
     Invalid { value: String, reason: String },
@@ -95,7 +160,11 @@ pub fn find<'a>(providers: &'a [Provider], key: &str) -> Result<&'a Provider, Ca
     providers
         .iter()
         .find(|p| p.resource.trim_end_matches('/') == trimmed)
-        .or_else(|| providers.iter().find(|p| p.slug.eq_ignore_ascii_case(trimmed)))
+        .or_else(|| {
+            providers
+                .iter()
+                .find(|p| p.slug.eq_ignore_ascii_case(trimmed))
+        })
         .ok_or_else(|| CatalogError::Unknown(key.to_string()))
 }
 
@@ -149,8 +218,14 @@ mod tests {
     fn seed_has_the_ten_providers() {
         let all = providers(&[]);
         assert_eq!(all.len(), 10);
-        assert_eq!(find(&all, "github").unwrap().resource, "https://api.github.com");
-        assert_eq!(find(&all, "https://api.github.com/").unwrap().slug, "github");
+        assert_eq!(
+            find(&all, "github").unwrap().resource,
+            "https://api.github.com"
+        );
+        assert_eq!(
+            find(&all, "https://api.github.com/").unwrap().slug,
+            "github"
+        );
         assert!(find(&all, "nope").is_err());
     }
 
@@ -173,7 +248,10 @@ mod tests {
     #[test]
     fn validation_rejects_ambiguous_urls() {
         assert!(validate_url("http://127.0.0.1:9000/api").is_ok());
-        assert_eq!(validate_url("https://api.x.com").unwrap(), "https://api.x.com");
+        assert_eq!(
+            validate_url("https://api.x.com").unwrap(),
+            "https://api.x.com"
+        );
         assert!(validate_url("https://u:p@api.x.com").is_err());
         assert!(validate_url("https://api.x.com/?a=1").is_err());
         assert!(validate_url("file:///etc/passwd").is_err());

@@ -30,7 +30,9 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
-    #[error("no Keycard zone configured; run `keycard-broker init --zone https://<zone>.keycard.cloud`")]
+    #[error(
+        "no Keycard zone configured; run `keycard-broker init --zone https://<zone>.keycard.cloud`"
+    )]
     NoZone,
     #[error("cannot find a home directory for this user; set KEYCARD_BROKER_HOME")]
     NoHome,
@@ -192,10 +194,7 @@ impl Config {
 
     /// Environment overrides: `KEYCARD_ZONE`, `KEYCARD_BROKER_PORT`, `KEYCARD_CLIENT_ID`,
     /// `KEYCARD_CLIENT_SECRET`.
-    pub fn apply_env(
-        &mut self,
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigError> {
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(zone) = get("KEYCARD_ZONE") {
             let issuer = normalize_zone(&zone)?;
             match &mut self.settings.zone {
@@ -302,11 +301,12 @@ pub fn normalize_zone(value: &str) -> Result<String, ConfigError> {
     };
     if !value.is_empty()
         && !value.contains("://")
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     {
-        return Ok(format!("https://{}.keycard.cloud", value.to_ascii_lowercase()));
+        return Ok(format!(
+            "https://{}.keycard.cloud",
+            value.to_ascii_lowercase()
+        ));
     }
     let url = url::Url::parse(value).map_err(|e| bad(&e.to_string()))?;
     if url.query().is_some() || url.fragment().is_some() {
@@ -330,11 +330,14 @@ pub fn normalize_zone(value: &str) -> Result<String, ConfigError> {
 }
 
 fn parse_port(value: &str) -> Result<u16, ConfigError> {
-    value.trim().parse::<u16>().map_err(|e| ConfigError::BadValue {
-        name: "port",
-        value: value.to_string(),
-        reason: e.to_string(),
-    })
+    value
+        .trim()
+        .parse::<u16>()
+        .map_err(|e| ConfigError::BadValue {
+            name: "port",
+            value: value.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(unix)]
@@ -362,7 +365,10 @@ mod tests {
 
     #[test]
     fn zone_shorthand_and_validation() {
-        assert_eq!(normalize_zone("acme").unwrap(), "https://acme.keycard.cloud");
+        assert_eq!(
+            normalize_zone("acme").unwrap(),
+            "https://acme.keycard.cloud"
+        );
         assert_eq!(
             normalize_zone("https://acme.keycard.cloud/").unwrap(),
             "https://acme.keycard.cloud"
@@ -383,7 +389,10 @@ mod tests {
         assert!(parse("[broker]\nunknown = 1").is_err());
         let ok = parse("[zone]\nissuer = \"https://a.keycard.cloud\"\n").unwrap();
         assert_eq!(ok.broker.port, DEFAULT_PORT);
-        assert_eq!(ok.zone.unwrap().upstream_strategy, UpstreamStrategy::Exchange);
+        assert_eq!(
+            ok.zone.unwrap().upstream_strategy,
+            UpstreamStrategy::Exchange
+        );
     }
 
     #[test]

@@ -302,7 +302,8 @@ impl Db {
     }
 
     pub fn put_grant(&self, g: &GrantRecord) -> Result<(), DbError> {
-        let scopes = serde_json::to_string(&g.scopes).map_err(|e| DbError::Sqlite(e.to_string()))?;
+        let scopes =
+            serde_json::to_string(&g.scopes).map_err(|e| DbError::Sqlite(e.to_string()))?;
         self.with(|c| {
             c.execute(
                 "INSERT INTO grants (resource, status, scopes, connected_at, last_used_at, last_error, updated_at)
@@ -357,8 +358,10 @@ impl Db {
     }
 
     pub fn put_resource(&self, r: &ResourceRecord) -> Result<(), DbError> {
-        let bases = serde_json::to_string(&r.api_bases).map_err(|e| DbError::Sqlite(e.to_string()))?;
-        let scopes = serde_json::to_string(&r.scopes).map_err(|e| DbError::Sqlite(e.to_string()))?;
+        let bases =
+            serde_json::to_string(&r.api_bases).map_err(|e| DbError::Sqlite(e.to_string()))?;
+        let scopes =
+            serde_json::to_string(&r.scopes).map_err(|e| DbError::Sqlite(e.to_string()))?;
         self.with(|c| {
             c.execute(
                 "INSERT INTO resources (resource, name, api_bases, scopes, docs_url, added_at)
@@ -402,10 +405,20 @@ impl RawGrant {
     fn into_record(self) -> Result<GrantRecord, DbError> {
         let field = |name: &str| format!("grants.{name} of {}", self.resource);
         Ok(GrantRecord {
-            status: GrantStatus::parse(&self.status).ok_or_else(|| DbError::Corrupt(field("status")))?,
-            scopes: serde_json::from_str(&self.scopes).map_err(|_| DbError::Corrupt(field("scopes")))?,
-            connected_at: self.connected_at.as_deref().map(|t| parse_time(t, "grants.connected_at")).transpose()?,
-            last_used_at: self.last_used_at.as_deref().map(|t| parse_time(t, "grants.last_used_at")).transpose()?,
+            status: GrantStatus::parse(&self.status)
+                .ok_or_else(|| DbError::Corrupt(field("status")))?,
+            scopes: serde_json::from_str(&self.scopes)
+                .map_err(|_| DbError::Corrupt(field("scopes")))?,
+            connected_at: self
+                .connected_at
+                .as_deref()
+                .map(|t| parse_time(t, "grants.connected_at"))
+                .transpose()?,
+            last_used_at: self
+                .last_used_at
+                .as_deref()
+                .map(|t| parse_time(t, "grants.last_used_at"))
+                .transpose()?,
             updated_at: parse_time(&self.updated_at, "grants.updated_at")?,
             last_error: self.last_error,
             resource: self.resource,

@@ -19,7 +19,9 @@ pub enum Event {
         reason: Option<String>,
     },
     /// An upstream token was obtained from the zone (not a cache hit).
-    TokenIssued { resource: String },
+    TokenIssued {
+        resource: String,
+    },
     ResourcesChanged,
 }
 

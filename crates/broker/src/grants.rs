@@ -162,7 +162,13 @@ fn upstream_slot_key(resource: &str, scopes: &[String]) -> String {
 }
 
 impl Grants {
-    pub fn new(config: Config, db: Arc<Db>, vault: Vault, events: Events, callbacks: Callbacks) -> Grants {
+    pub fn new(
+        config: Config,
+        db: Arc<Db>,
+        vault: Vault,
+        events: Events,
+        callbacks: Callbacks,
+    ) -> Grants {
         Grants {
             config,
             db,
@@ -207,9 +213,12 @@ impl Grants {
             let client_secret = if zone_settings.confidential {
                 match &self.config.env_client_secret {
                     Some(s) => Some(s.clone()),
-                    None => Some(self.vault.get(SecretKey::ClientSecret).await?.ok_or(
-                        BrokerError::MissingClientSecret,
-                    )?),
+                    None => Some(
+                        self.vault
+                            .get(SecretKey::ClientSecret)
+                            .await?
+                            .ok_or(BrokerError::MissingClientSecret)?,
+                    ),
                 }
             } else {
                 None
@@ -249,7 +258,11 @@ impl Grants {
                 let reg = zone.register(&redirect_uri).await?;
                 let has_secret = reg.client_secret.is_some();
                 match reg.client_secret {
-                    Some(secret) => self.vault.put(SecretKey::RegistrationSecret, secret).await?,
+                    Some(secret) => {
+                        self.vault
+                            .put(SecretKey::RegistrationSecret, secret)
+                            .await?
+                    }
                     None => self.vault.delete(SecretKey::RegistrationSecret).await?,
                 }
                 self.db.set_setting(
@@ -275,7 +288,10 @@ impl Grants {
         let zone = self.zone().await?;
         let client = self.identity_for_round(&zone).await?;
         let (resource, scopes) = match &kind {
-            RoundKind::Login => (self.config.resource_id(), self.config.zone()?.scopes.clone()),
+            RoundKind::Login => (
+                self.config.resource_id(),
+                self.config.zone()?.scopes.clone(),
+            ),
             RoundKind::Connect(p) => {
                 let mut scopes = vec!["openid".to_string(), "offline_access".to_string()];
                 scopes.extend(p.scopes.iter().cloned());
@@ -314,7 +330,10 @@ impl Grants {
         let tokens = zone
             .exchange_code(&client, &redirect_uri, &code_text, &verifier, &resource)
             .await?;
-        let refresh = tokens.refresh_token.clone().ok_or(BrokerError::NoRefreshToken)?;
+        let refresh = tokens
+            .refresh_token
+            .clone()
+            .ok_or(BrokerError::NoRefreshToken)?;
         match kind {
             RoundKind::Login => {
                 if let Some(old) = self.vault.get(SecretKey::Session).await? {
@@ -348,14 +367,20 @@ impl Grants {
                 });
             }
             RoundKind::Connect(provider) => {
-                let previous = self.vault.get(SecretKey::Connection(resource.clone())).await?;
+                let previous = self
+                    .vault
+                    .get(SecretKey::Connection(resource.clone()))
+                    .await?;
                 self.vault
                     .put(SecretKey::Connection(resource.clone()), refresh)
                     .await?;
                 if let Some(old) = previous {
                     revoke_quietly(&zone, &client, &old, "replaced connection").await;
                 }
-                let granted = tokens.scopes.clone().unwrap_or_else(|| provider.scopes.clone());
+                let granted = tokens
+                    .scopes
+                    .clone()
+                    .unwrap_or_else(|| provider.scopes.clone());
                 self.drop_slots(|k| k.starts_with(&upstream_slot_key(&resource, &[])));
                 let now = Utc::now();
                 let missing = missing_scopes(&provider.scopes, &granted);
@@ -390,7 +415,9 @@ impl Grants {
         let session = self.db.session()?.ok_or(BrokerError::NotSignedIn)?;
         if session.status == SessionStatus::NeedsLogin {
             return Err(BrokerError::SessionExpired(
-                session.last_error.unwrap_or_else(|| "the zone ended it".into()),
+                session
+                    .last_error
+                    .unwrap_or_else(|| "the zone ended it".into()),
             ));
         }
         Ok(session)
@@ -399,9 +426,9 @@ impl Grants {
     fn save_grant(&self, record: GrantRecord) -> Result<(), BrokerError> {
         let previous = self.db.grant(&record.resource)?;
         self.db.put_grant(&record)?;
-        let changed = previous.as_ref().is_none_or(|p| {
-            p.status != record.status || p.last_error != record.last_error
-        });
+        let changed = previous
+            .as_ref()
+            .is_none_or(|p| p.status != record.status || p.last_error != record.last_error);
         if changed {
             self.events.emit(Event::GrantChanged {
                 resource: record.resource.clone(),
@@ -435,7 +462,11 @@ impl Grants {
                 if let Some(rotated) = tokens.refresh_token.clone() {
                     self.vault.put(SecretKey::Session, rotated).await?;
                 }
-                let cached = Cached::new(tokens.access_token, tokens.scopes.unwrap_or_default(), tokens.expires_in);
+                let cached = Cached::new(
+                    tokens.access_token,
+                    tokens.scopes.unwrap_or_default(),
+                    tokens.expires_in,
+                );
                 let token = cached.token.clone();
                 *state = SlotState {
                     cached: Some(cached),
@@ -445,7 +476,10 @@ impl Grants {
             }
             Err(e) if !e.is_transient() => {
                 state.cached = None;
-                if matches!(e.code(), Some("invalid_grant" | "invalid_client" | "access_denied")) {
+                if matches!(
+                    e.code(),
+                    Some("invalid_grant" | "invalid_client" | "access_denied")
+                ) {
                     if e.code() == Some("invalid_client") {
                         // The registration is gone at the zone: the next login registers anew.
                         self.db.delete_setting(REGISTRATION_KEY)?;
@@ -482,7 +516,9 @@ impl Grants {
                 return Err(BrokerError::NeedsReconnect {
                     name: provider.name.clone(),
                     resource,
-                    reason: grant.last_error.unwrap_or_else(|| "the zone asked for new consent".into()),
+                    reason: grant
+                        .last_error
+                        .unwrap_or_else(|| "the zone asked for new consent".into()),
                 });
             }
             GrantStatus::Connected | GrantStatus::Error => {}
@@ -504,7 +540,10 @@ impl Grants {
         let result = self.fetch_upstream(provider).await;
         match result {
             Ok(tokens) => {
-                let granted = tokens.scopes.clone().unwrap_or_else(|| grant.scopes.clone());
+                let granted = tokens
+                    .scopes
+                    .clone()
+                    .unwrap_or_else(|| grant.scopes.clone());
                 let missing = missing_scopes(&provider.scopes, &granted);
                 if !missing.is_empty() {
                     state.cached = None;
@@ -545,7 +584,8 @@ impl Grants {
                 state.cached = None;
                 let reason = match e.code() {
                     Some("insufficient_authorization") => {
-                        "the zone has no current consent for it (scopes or policy changed)".to_string()
+                        "the zone has no current consent for it (scopes or policy changed)"
+                            .to_string()
                     }
                     _ => e.to_string(),
                 };
@@ -573,13 +613,23 @@ impl Grants {
         match strategy {
             UpstreamStrategy::Exchange => {
                 let subject = self.session_token().await?;
-                let first = retrying!(zone.exchange(&client, &subject, &provider.resource, &provider.scopes));
+                let first = retrying!(zone.exchange(
+                    &client,
+                    &subject,
+                    &provider.resource,
+                    &provider.scopes
+                ));
                 match first {
                     // The cached session token may have been revoked at the zone: renew once.
                     Err(e) if e.code() == Some("invalid_grant") => {
                         self.drop_slots(|k| k == session_slot_key());
                         let subject = self.session_token().await?;
-                        Ok(retrying!(zone.exchange(&client, &subject, &provider.resource, &provider.scopes))?)
+                        Ok(retrying!(zone.exchange(
+                            &client,
+                            &subject,
+                            &provider.resource,
+                            &provider.scopes
+                        ))?)
                     }
                     other => Ok(other?),
                 }
@@ -600,7 +650,12 @@ impl Grants {
         }
     }
 
-    fn mark(&self, grant: &GrantRecord, status: GrantStatus, reason: Option<String>) -> Result<(), BrokerError> {
+    fn mark(
+        &self,
+        grant: &GrantRecord,
+        status: GrantStatus,
+        reason: Option<String>,
+    ) -> Result<(), BrokerError> {
         tracing::warn!(resource = %grant.resource, status = status.as_str(), reason = ?reason, "grant changed state");
         self.save_grant(GrantRecord {
             status,
@@ -645,7 +700,9 @@ impl Grants {
         let key = SecretKey::Connection(resource.clone());
         if let Some(refresh) = self.vault.get(key.clone()).await? {
             match (self.zone().await, self.identity().await) {
-                (Ok(zone), Ok(Some(client))) => revoke_quietly(&zone, &client, &refresh, "connection").await,
+                (Ok(zone), Ok(Some(client))) => {
+                    revoke_quietly(&zone, &client, &refresh, "connection").await
+                }
                 _ => tracing::warn!(%resource, "zone unreachable; revoking locally only"),
             }
         }
@@ -671,14 +728,18 @@ impl Grants {
             match catalog::find(providers, &grant.resource) {
                 Ok(p) => self.revoke(p).await?,
                 Err(_) => {
-                    self.vault.delete(SecretKey::Connection(grant.resource.clone())).await?;
+                    self.vault
+                        .delete(SecretKey::Connection(grant.resource.clone()))
+                        .await?;
                     self.mark(&grant, GrantStatus::Revoked, None)?;
                 }
             }
         }
         if let Some(refresh) = self.vault.get(SecretKey::Session).await? {
             match (self.zone().await, self.identity().await) {
-                (Ok(zone), Ok(Some(client))) => revoke_quietly(&zone, &client, &refresh, "session").await,
+                (Ok(zone), Ok(Some(client))) => {
+                    revoke_quietly(&zone, &client, &refresh, "session").await
+                }
                 _ => tracing::warn!("zone unreachable; signing out locally only"),
             }
         }
@@ -717,7 +778,9 @@ fn check_backoff(state: &SlotState, what: &str) -> Result<(), BrokerError> {
 fn note_failure(state: &mut SlotState, e: &ZoneError) {
     state.failures = state.failures.saturating_add(1);
     let backoff = Duration::from_secs(1u64 << state.failures.min(6)).min(MAX_BACKOFF);
-    let wait = e.retry_after().map_or(backoff, |r| r.max(backoff).min(MAX_BACKOFF));
+    let wait = e
+        .retry_after()
+        .map_or(backoff, |r| r.max(backoff).min(MAX_BACKOFF));
     state.not_before = Some(Instant::now() + wait);
     state.last_error = Some(e.to_string());
 }
@@ -780,7 +843,10 @@ mod tests {
     #[test]
     fn missing_scopes_lists_what_is_absent() {
         let req = vec!["read".to_string(), "write".to_string()];
-        assert_eq!(missing_scopes(&req, &["read".into()]), vec!["write".to_string()]);
+        assert_eq!(
+            missing_scopes(&req, &["read".into()]),
+            vec!["write".to_string()]
+        );
         assert!(missing_scopes(&req, &req).is_empty());
         assert!(missing_scopes(&[], &[]).is_empty());
     }
@@ -793,42 +859,66 @@ mod tests {
     #[tokio::test]
     async fn retries_transient_then_gives_up() {
         let calls = std::sync::atomic::AtomicU32::new(0);
-        let unavailable = ZoneError::Unavailable { status: 503, retry_after: Some(0) };
+        let unavailable = ZoneError::Unavailable {
+            status: 503,
+            retry_after: Some(0),
+        };
         let result = retrying!(failing(&calls, unavailable.clone()));
         assert!(result.is_err());
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), ATTEMPTS);
         let calls = std::sync::atomic::AtomicU32::new(0);
-        let denied = ZoneError::Rejected { code: "insufficient_authorization".into(), description: None };
+        let denied = ZoneError::Rejected {
+            code: "insufficient_authorization".into(),
+            description: None,
+        };
         let _ = retrying!(failing(&calls, denied.clone()));
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "permanent errors are not retried");
-        assert_eq!(retry_wait(&ZoneError::Unavailable { status: 429, retry_after: Some(999) }, 1), MAX_RETRY_WAIT);
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "permanent errors are not retried"
+        );
+        assert_eq!(
+            retry_wait(
+                &ZoneError::Unavailable {
+                    status: 429,
+                    retry_after: Some(999)
+                },
+                1
+            ),
+            MAX_RETRY_WAIT
+        );
     }
 
     #[test]
     fn backoff_grows_and_honours_retry_after() {
         let mut state = SlotState::default();
-        note_failure(&mut state, &ZoneError::Unavailable { status: 429, retry_after: Some(30) });
+        note_failure(
+            &mut state,
+            &ZoneError::Unavailable {
+                status: 429,
+                retry_after: Some(30),
+            },
+        );
         let wait = state.not_before.unwrap() - Instant::now();
         assert!(wait > Duration::from_secs(20));
         assert!(check_backoff(&state, "x").is_err());
     }
-}
-/// Compile-time guard: engine futures must stay `Send` (axum handlers and spawned tasks).
-#[cfg(test)]
-#[allow(dead_code)]
-fn _send_check(g: &'static Grants, p: &'static Provider) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(g.zone());
-    is_send(g.identity());
-    is_send(g.session_token());
-    is_send(g.fetch_upstream(p));
-}
-#[cfg(test)]
-#[allow(dead_code)]
-fn _send_check2(z: &'static Zone, c: &'static ClientIdentity, t: &'static SecretString) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(z.refresh(c, t, None));
-    is_send(z.exchange(c, t, "x", &[]));
-    is_send(z.exchange_code(c, "x", "x", t, "x"));
-    is_send(z.revoke(c, t));
+
+    /// Compile-time guard: engine futures must stay `Send` (axum handlers and spawned tasks).
+    #[allow(dead_code)]
+    fn _send_check(g: &'static Grants, p: &'static Provider) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(g.zone());
+        is_send(g.identity());
+        is_send(g.session_token());
+        is_send(g.fetch_upstream(p));
+    }
+    #[allow(dead_code)]
+    fn _send_check2(z: &'static Zone, c: &'static ClientIdentity, t: &'static SecretString) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(z.refresh(c, t, None));
+        is_send(z.exchange(c, t, "x", &[]));
+        is_send(z.exchange_code(c, "x", "x", t, "x"));
+        is_send(z.revoke(c, t));
+    }
 }

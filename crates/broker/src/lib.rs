@@ -54,25 +54,37 @@ pub enum BrokerError {
     SessionExpired(String),
     #[error("{0} is not connected; run `keycard-broker connect` for it")]
     NotConnected(String),
-    #[error("{name} needs to be reconnected in Keycard Broker: {reason}; run `keycard-broker reconnect {resource}`")]
+    #[error(
+        "{name} needs to be reconnected in Keycard Broker: {reason}; run `keycard-broker reconnect {resource}`"
+    )]
     NeedsReconnect {
         name: String,
         resource: String,
         reason: String,
     },
-    #[error("{what} is unavailable after repeated zone failures (last: {last_error}); retrying in {retry_in} s")]
+    #[error(
+        "{what} is unavailable after repeated zone failures (last: {last_error}); retrying in {retry_in} s"
+    )]
     Backoff {
         what: String,
         retry_in: u64,
         last_error: String,
     },
-    #[error("the zone issued no refresh token; allow the `offline_access` scope / refresh tokens for this application")]
+    #[error(
+        "the zone issued no refresh token; allow the `offline_access` scope / refresh tokens for this application"
+    )]
     NoRefreshToken,
-    #[error("the application client secret is missing from the keychain; run `keycard-broker init` with --client-secret-stdin again")]
+    #[error(
+        "the application client secret is missing from the keychain; run `keycard-broker init` with --client-secret-stdin again"
+    )]
     MissingClientSecret,
-    #[error("the zone does not know the broker's resource {0}; register it in the Keycard console as a Resource (credential provider \"Zone Provider\") and add it to the application")]
+    #[error(
+        "the zone does not know the broker's resource {0}; register it in the Keycard console as a Resource (credential provider \"Zone Provider\") and add it to the application"
+    )]
     ResourceNotRegistered(String),
-    #[error("port {0} on 127.0.0.1 is already in use (is another Keycard Broker running?); choose another with --port")]
+    #[error(
+        "port {0} on 127.0.0.1 is already in use (is another Keycard Broker running?); choose another with --port"
+    )]
     PortInUse(u16),
     #[error("cannot listen on 127.0.0.1:{port}: {reason}")]
     Listen { port: u16, reason: String },
@@ -127,7 +139,9 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("vault", &self.vault).finish()
+        f.debug_struct("Broker")
+            .field("vault", &self.vault)
+            .finish()
     }
 }
 
@@ -253,7 +267,9 @@ impl Broker {
             Err(BrokerError::Callback(CallbackError::Denied { code, .. }))
                 if login && code == "invalid_target" =>
             {
-                Err(BrokerError::ResourceNotRegistered(self.config.resource_id()))
+                Err(BrokerError::ResourceNotRegistered(
+                    self.config.resource_id(),
+                ))
             }
             other => other,
         }
@@ -334,7 +350,11 @@ impl Broker {
             .collect::<Result<Vec<_>, _>>()?;
         let name = name
             .map(str::to_string)
-            .or_else(|| url::Url::parse(&resource).ok().and_then(|u| u.host_str().map(str::to_string)))
+            .or_else(|| {
+                url::Url::parse(&resource)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+            })
             .unwrap_or_else(|| resource.clone());
         self.db.put_resource(&ResourceRecord {
             resource: resource.clone(),

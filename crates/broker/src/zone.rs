@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use oauth2::basic::{
-    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
 };
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, CsrfToken,
-    EndpointMaybeSet, EndpointNotSet, EndpointSet, ExtraTokenFields, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl, Scope,
-    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, RevocationUrl, Scope, StandardRevocableToken, StandardTokenResponse,
+    TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -253,7 +254,9 @@ pub struct Zone {
 
 impl std::fmt::Debug for Zone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Zone").field("issuer", &self.issuer).finish()
+        f.debug_struct("Zone")
+            .field("issuer", &self.issuer)
+            .finish()
     }
 }
 
@@ -348,15 +351,19 @@ impl Zone {
         })
     }
 
-    fn oauth_client(&self, client: &ClientIdentity, redirect_uri: Option<&str>) -> Result<OAuthClient, ZoneError> {
+    fn oauth_client(
+        &self,
+        client: &ClientIdentity,
+        redirect_uri: Option<&str>,
+    ) -> Result<OAuthClient, ZoneError> {
         let bad = |what: &str, e: String| ZoneError::BadMetadata {
             url: self.issuer.clone(),
             reason: format!("{what}: {e}"),
         };
         let mut oauth = oauth2::Client::new(ClientId::new(client.client_id.clone()))
-            .set_auth_uri(
-                AuthUrl::from_url(self.metadata.authorization_endpoint.clone()),
-            )
+            .set_auth_uri(AuthUrl::from_url(
+                self.metadata.authorization_endpoint.clone(),
+            ))
             .set_token_uri(TokenUrl::from_url(self.metadata.token_endpoint.clone()))
             .set_revocation_url_option(
                 self.metadata
@@ -369,7 +376,8 @@ impl Zone {
             .set_auth_type(AuthType::RequestBody);
         if let Some(uri) = redirect_uri {
             oauth = oauth.set_redirect_uri(
-                RedirectUrl::new(uri.to_string()).map_err(|e| bad("redirect uri", e.to_string()))?,
+                RedirectUrl::new(uri.to_string())
+                    .map_err(|e| bad("redirect uri", e.to_string()))?,
             );
         }
         Ok(oauth)
@@ -536,7 +544,8 @@ struct ZoneHttp {
 
 impl<'c> oauth2::AsyncHttpClient<'c> for ZoneHttp {
     type Error = HttpFailure;
-    type Future = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpFailure>> + Send + 'c>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpFailure>> + Send + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
@@ -661,7 +670,10 @@ fn rejection(bytes: &[u8], status: u16) -> ZoneError {
 }
 
 fn map_request_error(
-    e: RequestTokenError<HttpFailure, oauth2::StandardErrorResponse<impl oauth2::ErrorResponseType + std::fmt::Display>>,
+    e: RequestTokenError<
+        HttpFailure,
+        oauth2::StandardErrorResponse<impl oauth2::ErrorResponseType + std::fmt::Display>,
+    >,
 ) -> ZoneError {
     match e {
         RequestTokenError::ServerResponse(body) => ZoneError::Rejected {
@@ -680,10 +692,9 @@ fn map_request_error(
             retry_after,
         },
         // The unparsed body may contain tokens: report only where parsing failed.
-        RequestTokenError::Parse(err, _body) => ZoneError::Malformed(format!(
-            "token response does not parse at {}",
-            err.path()
-        )),
+        RequestTokenError::Parse(err, _body) => {
+            ZoneError::Malformed(format!("token response does not parse at {}", err.path()))
+        }
         RequestTokenError::Other(reason) => ZoneError::Malformed(truncate(&reason, 200)),
     }
 }
@@ -733,9 +744,18 @@ mod tests {
 
     #[test]
     fn issuer_comparison_ignores_one_trailing_slash() {
-        assert!(same_issuer("https://a.keycard.cloud", "https://a.keycard.cloud/"));
-        assert!(!same_issuer("https://a.keycard.cloud", "https://b.keycard.cloud"));
-        assert!(!same_issuer("https://a.keycard.cloud", "http://a.keycard.cloud"));
+        assert!(same_issuer(
+            "https://a.keycard.cloud",
+            "https://a.keycard.cloud/"
+        ));
+        assert!(!same_issuer(
+            "https://a.keycard.cloud",
+            "https://b.keycard.cloud"
+        ));
+        assert!(!same_issuer(
+            "https://a.keycard.cloud",
+            "http://a.keycard.cloud"
+        ));
     }
 
     #[test]

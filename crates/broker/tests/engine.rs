@@ -33,7 +33,9 @@ fn setup(zone: &ZoneEmulator, strategy: UpstreamStrategy) -> Setup {
 }
 
 async fn open(s: &Setup) -> Broker {
-    Broker::open(s.config.clone()).await.expect("open broker with the real keychain")
+    Broker::open(s.config.clone())
+        .await
+        .expect("open broker with the real keychain")
 }
 
 async fn login(broker: &Broker, port: u16) {
@@ -65,7 +67,12 @@ async fn connected(zone: &ZoneEmulator, strategy: UpstreamStrategy) -> (Setup, B
     let broker = open(&s).await;
     login(&broker, s.port).await;
     broker
-        .add_resource(FIXTURE, Some("Fixture API"), &[], &["read".into(), "write".into()])
+        .add_resource(
+            FIXTURE,
+            Some("Fixture API"),
+            &[],
+            &["read".into(), "write".into()],
+        )
         .unwrap();
     connect(&broker, s.port, FIXTURE).await.unwrap();
     (s, broker)
@@ -85,7 +92,12 @@ async fn hundred_cold_requests_cause_one_exchange_then_cache() {
 
     // A new broker on the same home: session and upstream tokens are both cold.
     let broker = Arc::new(open(&s).await);
-    let session_before = broker.vault().get(SecretKey::Session).await.unwrap().unwrap();
+    let session_before = broker
+        .vault()
+        .get(SecretKey::Session)
+        .await
+        .unwrap()
+        .unwrap();
     zone.reset_counters().await;
     let tasks: Vec<_> = (0..100)
         .map(|_| {
@@ -97,11 +109,17 @@ async fn hundred_cold_requests_cause_one_exchange_then_cache() {
     for t in tasks {
         tokens.push(t.await.unwrap().unwrap().token.expose_secret().to_string());
     }
-    assert!(tokens.windows(2).all(|w| w[0] == w[1]), "all callers share one token");
+    assert!(
+        tokens.windows(2).all(|w| w[0] == w[1]),
+        "all callers share one token"
+    );
     let c = zone.counters().await;
     println!("zone round trips for 100 concurrent cold requests: {c}");
     assert_eq!(c["token"]["token_exchange"], 1, "exactly one exchange");
-    assert_eq!(c["token"]["refresh_token"], 1, "exactly one session refresh");
+    assert_eq!(
+        c["token"]["refresh_token"], 1,
+        "exactly one session refresh"
+    );
 
     // Cached reuse: no further zone traffic.
     for _ in 0..50 {
@@ -110,8 +128,16 @@ async fn hundred_cold_requests_cause_one_exchange_then_cache() {
     assert_eq!(zone.token_calls("token_exchange").await, 1);
 
     // Rotation: the session refresh token was replaced in the keychain before use...
-    let session_after = broker.vault().get(SecretKey::Session).await.unwrap().unwrap();
-    assert_ne!(session_before.expose_secret(), session_after.expose_secret());
+    let session_after = broker
+        .vault()
+        .get(SecretKey::Session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        session_before.expose_secret(),
+        session_after.expose_secret()
+    );
     // ...and the rotated one works for the next cold start.
     drop(broker);
     let again = open(&s).await;
@@ -122,8 +148,14 @@ async fn hundred_cold_requests_cause_one_exchange_then_cache() {
     assert!(status.connections[0].last_used_at.is_some());
 
     let entries = testkit::keychain_entries(&profile);
-    assert!(entries.contains(&format!("{profile}/session")), "{entries:?}");
-    assert!(entries.contains(&format!("{profile}/connection/{FIXTURE}")), "{entries:?}");
+    assert!(
+        entries.contains(&format!("{profile}/session")),
+        "{entries:?}"
+    );
+    assert!(
+        entries.contains(&format!("{profile}/connection/{FIXTURE}")),
+        "{entries:?}"
+    );
     assert_clean(&zone, &s).await;
 }
 
@@ -140,7 +172,11 @@ async fn refresh_with_resource_strategy_rotates_the_connection_token() {
     assert_eq!(c["token"]["token_exchange"], 0);
     assert_eq!(c["token_by_resource"][FIXTURE]["refresh_token"], 1);
     let after = broker.vault().get(key).await.unwrap().unwrap();
-    assert_ne!(before.expose_secret(), after.expose_secret(), "rotated token persisted");
+    assert_ne!(
+        before.expose_secret(),
+        after.expose_secret(),
+        "rotated token persisted"
+    );
     assert_clean(&zone, &s).await;
 }
 
@@ -148,7 +184,8 @@ async fn refresh_with_resource_strategy_rotates_the_connection_token() {
 async fn narrowed_scopes_need_reconnect_and_reconnect_fixes_it() {
     let zone = ZoneEmulator::start().await;
     let (s, broker) = connected(&zone, UpstreamStrategy::Exchange).await;
-    zone.control("narrow", json!({"resource": FIXTURE, "scopes": ["read"]})).await;
+    zone.control("narrow", json!({"resource": FIXTURE, "scopes": ["read"]}))
+        .await;
     let err = broker.upstream_token(FIXTURE).await.unwrap_err();
     assert!(matches!(err, BrokerError::NeedsReconnect { .. }), "{err}");
     assert!(err.to_string().contains("reconnect"), "{err}");
@@ -160,7 +197,10 @@ async fn narrowed_scopes_need_reconnect_and_reconnect_fixes_it() {
     assert_eq!(zone.token_calls("token_exchange").await, 0);
 
     connect(&broker, s.port, FIXTURE).await.unwrap();
-    assert_eq!(broker.status().unwrap().connections[0].status, GrantStatus::Connected);
+    assert_eq!(
+        broker.status().unwrap().connections[0].status,
+        GrantStatus::Connected
+    );
     let token = broker.upstream_token(FIXTURE).await.unwrap();
     assert!(token.scopes.contains(&"write".to_string()));
     assert_clean(&zone, &s).await;
@@ -171,11 +211,17 @@ async fn unconnected_or_disconnected_resource_needs_reconnect() {
     let zone = ZoneEmulator::start().await;
     let (s, broker) = connected(&zone, UpstreamStrategy::Exchange).await;
     // Never connected in the broker: a typed refusal without zone traffic.
-    broker.add_resource("http://127.0.0.1:9/other", None, &[], &[]).unwrap();
-    let err = broker.upstream_token("http://127.0.0.1:9/other").await.unwrap_err();
+    broker
+        .add_resource("http://127.0.0.1:9/other", None, &[], &[])
+        .unwrap();
+    let err = broker
+        .upstream_token("http://127.0.0.1:9/other")
+        .await
+        .unwrap_err();
     assert!(matches!(err, BrokerError::NotConnected(_)), "{err}");
     // Disconnected at the zone: insufficient_authorization → needs_reconnect.
-    zone.control("disconnect", json!({"resource": FIXTURE})).await;
+    zone.control("disconnect", json!({"resource": FIXTURE}))
+        .await;
     let err = broker.upstream_token(FIXTURE).await.unwrap_err();
     assert!(matches!(err, BrokerError::NeedsReconnect { .. }), "{err}");
     assert_clean(&zone, &s).await;
@@ -188,10 +234,18 @@ async fn transient_zone_failures_retry_and_never_need_reconnect() {
 
     // 503 once, then recovery inside the same acquisition.
     zone.reset_counters().await;
-    zone.control("fail", json!({"count": 1, "status": 503})).await;
+    zone.control("fail", json!({"count": 1, "status": 503}))
+        .await;
     broker.upstream_token(FIXTURE).await.unwrap();
-    assert_eq!(zone.token_calls("token_exchange").await, 1, "the 503 was answered before counting");
-    assert_eq!(broker.status().unwrap().connections[0].status, GrantStatus::Connected);
+    assert_eq!(
+        zone.token_calls("token_exchange").await,
+        1,
+        "the 503 was answered before counting"
+    );
+    assert_eq!(
+        broker.status().unwrap().connections[0].status,
+        GrantStatus::Connected
+    );
 
     // 429 with Retry-After on a cold broker: honoured, then success.
     let cold = {
@@ -199,23 +253,35 @@ async fn transient_zone_failures_retry_and_never_need_reconnect() {
         drop(broker);
         open(&s).await
     };
-    zone.control("fail", json!({"count": 1, "status": 429, "retry_after": 1})).await;
+    zone.control("fail", json!({"count": 1, "status": 429, "retry_after": 1}))
+        .await;
     let started = std::time::Instant::now();
     cold.upstream_token(FIXTURE).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
 
     // Zone keeps failing: the grant shows `error`, not `needs_reconnect`.
     let cold2 = open(&s).await;
-    zone.control("fail", json!({"count": 10, "status": 503})).await;
+    zone.control("fail", json!({"count": 10, "status": 503}))
+        .await;
     let err = cold2.upstream_token(FIXTURE).await.unwrap_err();
     assert!(matches!(err, BrokerError::Zone(_)), "{err}");
     let status = cold2.status().unwrap();
     assert_eq!(status.connections[0].status, GrantStatus::Error);
-    assert!(status.connections[0].last_error.as_deref().unwrap_or("").contains("503"));
+    assert!(
+        status.connections[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("503")
+    );
     // Backoff: the next call fails fast without touching the zone.
     let err = cold2.upstream_token(FIXTURE).await.unwrap_err();
     assert!(matches!(err, BrokerError::Backoff { .. }), "{err}");
-    zone.control("fail", json!({"count": 0, "status": 503})).await;
+    zone.control("fail", json!({"count": 0, "status": 503}))
+        .await;
     assert_clean(&zone, &s).await;
 }
 
@@ -230,7 +296,10 @@ async fn zone_down_is_an_error_state_not_a_reconnect() {
     let cold = open(&s).await;
     let err = cold.upstream_token(FIXTURE).await.unwrap_err();
     assert!(matches!(err, BrokerError::Zone(_)), "{err}");
-    assert_ne!(cold.status().unwrap().connections[0].status, GrantStatus::NeedsReconnect);
+    assert_ne!(
+        cold.status().unwrap().connections[0].status,
+        GrantStatus::NeedsReconnect
+    );
     testkit::assert_no_leak(&issued, s.home.path(), &[]);
 }
 
@@ -248,7 +317,16 @@ async fn tampered_state_and_wrong_iss_are_refused() {
             let mut u = callback.clone();
             let pairs: Vec<(String, String)> = callback
                 .query_pairs()
-                .map(|(k, v)| (k.to_string(), if k == key { value.to_string() } else { v.to_string() }))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        if k == key {
+                            value.to_string()
+                        } else {
+                            v.to_string()
+                        },
+                    )
+                })
                 .collect();
             u.query_pairs_mut().clear().extend_pairs(pairs);
             u
@@ -272,10 +350,17 @@ async fn tampered_state_and_wrong_iss_are_refused() {
 async fn bad_issuer_document_is_refused() {
     let zone = ZoneEmulator::start().await;
     let s = setup(&zone, UpstreamStrategy::Exchange);
-    zone.control("discovery", json!({"issuer": "http://elsewhere.example"})).await;
+    zone.control("discovery", json!({"issuer": "http://elsewhere.example"}))
+        .await;
     let broker = open(&s).await;
     let err = broker.begin_login().await.unwrap_err();
-    assert!(matches!(err, BrokerError::Zone(broker::zone::ZoneError::IssuerMismatch { .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            BrokerError::Zone(broker::zone::ZoneError::IssuerMismatch { .. })
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -288,14 +373,38 @@ async fn revoke_and_logout_wipe_the_keychain() {
 
     broker.revoke(FIXTURE).await.unwrap();
     assert_eq!(zone.counters().await["revocation"], 1);
-    assert!(broker.vault().get(SecretKey::Connection(FIXTURE.into())).await.unwrap().is_none());
-    assert_eq!(broker.status().unwrap().connections[0].status, GrantStatus::Revoked);
+    assert!(
+        broker
+            .vault()
+            .get(SecretKey::Connection(FIXTURE.into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        broker.status().unwrap().connections[0].status,
+        GrantStatus::Revoked
+    );
     let err = broker.upstream_token(FIXTURE).await.unwrap_err();
-    assert!(matches!(err, BrokerError::NotConnected(_)), "revoked is final: {err}");
-    assert!(!testkit::keychain_entries(&profile).iter().any(|e| e.contains("/connection/")));
+    assert!(
+        matches!(err, BrokerError::NotConnected(_)),
+        "revoked is final: {err}"
+    );
+    assert!(
+        !testkit::keychain_entries(&profile)
+            .iter()
+            .any(|e| e.contains("/connection/"))
+    );
 
     broker.logout().await.unwrap();
-    assert!(broker.vault().get(SecretKey::Session).await.unwrap().is_none());
+    assert!(
+        broker
+            .vault()
+            .get(SecretKey::Session)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(broker.status().unwrap().session, "signed_out");
     assert!(testkit::keychain_entries(&profile).is_empty());
     let err = broker.begin_connect(FIXTURE).await.unwrap_err();

@@ -125,7 +125,10 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     let _log_guard = init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
@@ -161,7 +164,10 @@ fn init_logging(config: &Config) -> Option<tracing_appender::non_blocking::Worke
         }
         Err(_) => (None, None),
     };
-    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .try_init();
     guard
 }
 
@@ -275,7 +281,12 @@ async fn run(command: Command, mut config: Config) -> Result<(), BrokerError> {
                         .map(broker::zone::split_scopes)
                         .unwrap_or_default();
                     let p = broker.add_resource(&resource, name.as_deref(), &api_bases, &scopes)?;
-                    println!("Added {} ({}); API base {}.", p.name, p.resource, p.api_bases.join(", "));
+                    println!(
+                        "Added {} ({}); API base {}.",
+                        p.name,
+                        p.resource,
+                        p.api_bases.join(", ")
+                    );
                 }
                 ResourcesCommand::List { json } => {
                     let providers = broker.providers()?;
@@ -296,7 +307,9 @@ async fn run(command: Command, mut config: Config) -> Result<(), BrokerError> {
         Command::Logout => {
             let broker = Broker::open(config).await?;
             broker.logout().await?;
-            println!("Signed out; the session and all connections were revoked and wiped from the keychain.");
+            println!(
+                "Signed out; the session and all connections were revoked and wiped from the keychain."
+            );
         }
     }
     Ok(())
@@ -313,21 +326,22 @@ async fn finish_round(broker: &Broker, round: Round, args: &RoundArgs) -> Result
     } else {
         eprintln!("Continue in your browser…");
     }
-    let result = broker.complete(round, Duration::from_secs(args.timeout)).await;
+    let result = broker
+        .complete(round, Duration::from_secs(args.timeout))
+        .await;
     broker.shutdown().await;
     result
 }
 
 fn read_secret_line() -> Result<SecretString, BrokerError> {
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| broker::config::ConfigError::BadValue {
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+        broker::config::ConfigError::BadValue {
             name: "client secret",
             value: "<stdin>".into(),
             reason: e.to_string(),
-        })?;
+        }
+    })?;
     let secret = line.trim_end_matches(['\r', '\n']).to_string();
     if secret.is_empty() {
         return Err(broker::config::ConfigError::BadValue {
@@ -348,7 +362,10 @@ fn print_json(value: &impl serde::Serialize) {
 }
 
 fn print_status(status: &broker::Status) {
-    println!("Zone:    {}", status.zone.as_deref().unwrap_or("(not configured)"));
+    println!(
+        "Zone:    {}",
+        status.zone.as_deref().unwrap_or("(not configured)")
+    );
     println!(
         "Account: {} ({})",
         status.account.as_deref().unwrap_or("-"),
@@ -358,7 +375,10 @@ fn print_status(status: &broker::Status) {
         println!("No connections yet — run `keycard-broker connect github` (or any resource).");
         return;
     }
-    println!("{:<20} {:<16} {:<20} {:<20} RESOURCE", "NAME", "STATUS", "SCOPES", "LAST USED");
+    println!(
+        "{:<20} {:<16} {:<20} {:<20} RESOURCE",
+        "NAME", "STATUS", "SCOPES", "LAST USED"
+    );
     for c in &status.connections {
         println!(
             "{:<20} {:<16} {:<20} {:<20} {}",

@@ -83,12 +83,21 @@ impl Home {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
         stdout.read_line(&mut first).await.unwrap();
-        assert!(first.starts_with("http://127.0.0.1:"), "first line is the URL: {first:?}");
+        assert!(
+            first.starts_with("http://127.0.0.1:"),
+            "first line is the URL: {first:?}"
+        );
         let (status, page) = authorize(first.trim(), &callback_prefix(self.port)).await;
         let mut rest = String::new();
         stdout.read_to_string(&mut rest).await.unwrap();
         let mut stderr = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
         let code = child.wait().await.unwrap().code().unwrap_or(-1);
         let run = Run {
             code,
@@ -130,7 +139,8 @@ async fn full_lifecycle_through_the_cli() {
     let zone = ZoneEmulator::start().await;
     let home = Home::new();
     let port = home.port.to_string();
-    home.ok(&["init", "--zone", &zone.issuer, "--port", &port]).await;
+    home.ok(&["init", "--zone", &zone.issuer, "--port", &port])
+        .await;
 
     let login = home.round(&["login", "--no-browser"]).await;
     assert_eq!(login.code, 0, "{}", login.stderr);
@@ -140,7 +150,16 @@ async fn full_lifecycle_through_the_cli() {
     assert_eq!(status["session"], "signed_in");
     assert_eq!(status["account"], "demo@keycard.test");
 
-    home.ok(&["resources", "add", FIXTURE, "--name", "Fixture API", "--scopes", "read write"]).await;
+    home.ok(&[
+        "resources",
+        "add",
+        FIXTURE,
+        "--name",
+        "Fixture API",
+        "--scopes",
+        "read write",
+    ])
+    .await;
     let connect = home.round(&["connect", FIXTURE, "--no-browser"]).await;
     assert_eq!(connect.code, 0, "{}", connect.stderr);
     // A seed provider by its catalog name.
@@ -153,25 +172,43 @@ async fn full_lifecycle_through_the_cli() {
     assert_eq!(fixture["name"], "Fixture API");
     assert_eq!(fixture["scopes"], json!(["read", "write"]));
     assert!(fixture["connected_at"].is_string());
-    for key in ["resource", "name", "status", "scopes", "connected_at", "last_used_at", "last_error"] {
+    for key in [
+        "resource",
+        "name",
+        "status",
+        "scopes",
+        "connected_at",
+        "last_used_at",
+        "last_error",
+    ] {
         assert!(fixture.get(key).is_some(), "status --json lacks {key}");
     }
-    assert_eq!(Home::connection(&status, "https://api.github.com")["name"], "GitHub");
+    assert_eq!(
+        Home::connection(&status, "https://api.github.com")["name"],
+        "GitHub"
+    );
 
     let check: Value = serde_json::from_str(&home.ok(&["check", FIXTURE, "--json"]).await).unwrap();
     assert_eq!(check["scopes"], json!(["read", "write"]));
     assert!(Home::connection(&home.status().await, FIXTURE)["last_used_at"].is_string());
 
     // The zone narrows the grant: the broker says reconnect, the status shows it.
-    zone.control("narrow", json!({"resource": FIXTURE, "scopes": ["read"]})).await;
+    zone.control("narrow", json!({"resource": FIXTURE, "scopes": ["read"]}))
+        .await;
     let err = one_line_error(&home.run(&["check", FIXTURE]).await);
     assert!(err.contains("reconnect"), "{err}");
     let status = home.status().await;
-    assert_eq!(Home::connection(&status, FIXTURE)["status"], "needs_reconnect");
+    assert_eq!(
+        Home::connection(&status, FIXTURE)["status"],
+        "needs_reconnect"
+    );
     assert!(Home::connection(&status, FIXTURE)["last_error"].is_string());
     let reconnect = home.round(&["reconnect", FIXTURE, "--no-browser"]).await;
     assert_eq!(reconnect.code, 0, "{}", reconnect.stderr);
-    assert_eq!(Home::connection(&home.status().await, FIXTURE)["status"], "connected");
+    assert_eq!(
+        Home::connection(&home.status().await, FIXTURE)["status"],
+        "connected"
+    );
     home.ok(&["check", FIXTURE]).await;
 
     let profile = {
@@ -179,14 +216,25 @@ async fn full_lifecycle_through_the_cli() {
         config.profile()
     };
     let entries = testkit::keychain_entries(&profile);
-    assert!(entries.contains(&format!("{profile}/session")), "{entries:?}");
-    assert!(entries.contains(&format!("{profile}/connection/{FIXTURE}")), "{entries:?}");
+    assert!(
+        entries.contains(&format!("{profile}/session")),
+        "{entries:?}"
+    );
+    assert!(
+        entries.contains(&format!("{profile}/connection/{FIXTURE}")),
+        "{entries:?}"
+    );
 
     home.ok(&["revoke", FIXTURE]).await;
-    assert_eq!(Home::connection(&home.status().await, FIXTURE)["status"], "revoked");
+    assert_eq!(
+        Home::connection(&home.status().await, FIXTURE)["status"],
+        "revoked"
+    );
     let err = one_line_error(&home.run(&["check", FIXTURE]).await);
     assert!(err.contains("not connected"), "{err}");
-    assert!(!testkit::keychain_entries(&profile).contains(&format!("{profile}/connection/{FIXTURE}")));
+    assert!(
+        !testkit::keychain_entries(&profile).contains(&format!("{profile}/connection/{FIXTURE}"))
+    );
 
     home.ok(&["logout"]).await;
     assert_eq!(home.status().await["session"], "signed_out");
@@ -212,12 +260,14 @@ async fn failures_are_one_line_reasons() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let err = one_line_error(&home.run(&["init", "--zone", &dead]).await);
     assert!(err.contains("cannot reach"), "{err}");
-    zone.control("discovery", json!({"issuer": "http://elsewhere.example"})).await;
+    zone.control("discovery", json!({"issuer": "http://elsewhere.example"}))
+        .await;
     let err = one_line_error(&home.run(&["init", "--zone", &zone.issuer]).await);
     assert!(err.contains("issuer"), "{err}");
     zone.control("discovery", json!({"issuer": null})).await;
 
-    home.ok(&["init", "--zone", &zone.issuer, "--port", &port]).await;
+    home.ok(&["init", "--zone", &zone.issuer, "--port", &port])
+        .await;
     let err = one_line_error(&home.run(&["connect", "github", "--no-browser"]).await);
     assert!(err.contains("not signed in"), "{err}");
     let err = one_line_error(&home.run(&["connect", "nope", "--no-browser"]).await);
@@ -235,21 +285,37 @@ async fn failures_are_one_line_reasons() {
     let mut cmd = home.command(&["status"]);
     cmd.env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
     let err = one_line_error(&home.run_with(cmd).await);
-    assert!(err.contains("keychain unavailable") && err.contains("Secret Service"), "{err}");
+    assert!(
+        err.contains("keychain unavailable") && err.contains("Secret Service"),
+        "{err}"
+    );
 
     // Corrupt config: the file and the fault are named, nothing is overwritten.
     let config = home.dir.path().join("config.toml");
     std::fs::write(&config, "[zone\nissuer = ").unwrap();
     let err = one_line_error(&home.run(&["status"]).await);
-    assert!(err.contains("config.toml") && err.contains("not a valid"), "{err}");
-    assert_eq!(std::fs::read_to_string(&config).unwrap(), "[zone\nissuer = ");
+    assert!(
+        err.contains("config.toml") && err.contains("not a valid"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "[zone\nissuer = "
+    );
 }
 
 #[tokio::test]
 async fn login_times_out_cleanly() {
     let zone = ZoneEmulator::start().await;
     let home = Home::new();
-    home.ok(&["init", "--zone", &zone.issuer, "--port", &home.port.to_string()]).await;
+    home.ok(&[
+        "init",
+        "--zone",
+        &zone.issuer,
+        "--port",
+        &home.port.to_string(),
+    ])
+    .await;
     let err = one_line_error(&home.run(&["login", "--no-browser", "--timeout", "1"]).await);
     assert!(err.contains("no answer from the browser"), "{err}");
     assert_eq!(home.status().await["session"], "signed_out");

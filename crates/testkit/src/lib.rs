@@ -75,7 +75,11 @@ impl ZoneEmulator {
             .send()
             .await
             .expect("control request");
-        assert!(response.status().is_success(), "control {path} failed: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "control {path} failed: {}",
+            response.status()
+        );
         response.json().await.unwrap_or(Value::Null)
     }
 
@@ -131,7 +135,11 @@ pub async fn authorize_until_callback(authorize_url: &str, callback_prefix: &str
         if url.as_str().starts_with(callback_prefix) {
             return url;
         }
-        let response = client.get(url.clone()).send().await.expect("follow redirect");
+        let response = client
+            .get(url.clone())
+            .send()
+            .await
+            .expect("follow redirect");
         let status = response.status();
         let location = response
             .headers()
@@ -179,7 +187,8 @@ pub fn keychain_entries(profile: &str) -> Vec<String> {
         .args(["search", "--all", "--unlock", "service", "keycard-broker"])
         .output()
         .expect("secret-tool (libsecret-tools) installed");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("attribute.username = "))
         .filter(|u| u.starts_with(&format!("{profile}/")))
@@ -192,7 +201,9 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -207,9 +218,16 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// Panics if any issued token occurs in any file under `dir` or in `extra` texts.
 pub fn assert_no_leak(tokens: &[String], dir: &Path, extra: &[&str]) {
-    assert!(!tokens.is_empty(), "the zone issued no tokens: nothing was checked");
+    assert!(
+        !tokens.is_empty(),
+        "the zone issued no tokens: nothing was checked"
+    );
     let files = files_under(dir);
-    assert!(!files.is_empty(), "no broker files to check under {}", dir.display());
+    assert!(
+        !files.is_empty(),
+        "no broker files to check under {}",
+        dir.display()
+    );
     for token in tokens.iter().filter(|t| t.len() >= 16) {
         for (path, bytes) in &files {
             assert!(
@@ -219,7 +237,10 @@ pub fn assert_no_leak(tokens: &[String], dir: &Path, extra: &[&str]) {
             );
         }
         for text in extra {
-            assert!(!text.contains(token.as_str()), "a token issued by the zone leaked into output");
+            assert!(
+                !text.contains(token.as_str()),
+                "a token issued by the zone leaked into output"
+            );
         }
     }
 }
