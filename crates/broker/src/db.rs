@@ -43,7 +43,31 @@ CREATE TABLE grants (
     last_error   TEXT,
     updated_at   TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE clients (
+    name         TEXT PRIMARY KEY,
+    token_hash   TEXT NOT NULL UNIQUE,
+    created_at   TEXT NOT NULL,
+    last_seen_at TEXT
+);
+CREATE TABLE audit (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         TEXT NOT NULL,
+    client     TEXT,
+    kind       TEXT NOT NULL,
+    resource   TEXT,
+    method     TEXT,
+    host       TEXT,
+    path       TEXT,
+    status     INTEGER,
+    latency_ms INTEGER NOT NULL,
+    outcome    TEXT NOT NULL,
+    detail     TEXT
+);
+CREATE INDEX audit_at ON audit (at);
+"#,
+];
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
@@ -173,7 +197,11 @@ impl Db {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, DbError>) -> Result<T, DbError> {
+    /// Runs `f` on the connection (other modules own their own tables' SQL).
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
         let conn = self
             .conn
             .lock()
@@ -426,7 +454,7 @@ impl RawGrant {
     }
 }
 
-fn parse_time(text: &str, what: &str) -> Result<DateTime<Utc>, DbError> {
+pub(crate) fn parse_time(text: &str, what: &str) -> Result<DateTime<Utc>, DbError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| DbError::Corrupt(what.into()))

@@ -689,6 +689,20 @@ impl Grants {
         Ok(())
     }
 
+    /// Forgets the cached upstream token (the upstream said 401): the next call gets a new one.
+    pub fn invalidate(&self, resource: &str) {
+        self.drop_slots(|k| k.starts_with(&upstream_slot_key(resource, &[])));
+    }
+
+    /// The upstream said the token lacks scope: the user must reconnect (DESIGN.md lifecycle).
+    pub fn require_reconnect(&self, resource: &str, reason: &str) -> Result<(), BrokerError> {
+        self.invalidate(resource);
+        if let Some(grant) = self.db.grant(resource)? {
+            self.mark(&grant, GrantStatus::NeedsReconnect, Some(reason.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Revokes a connection: RFC 7009 at the zone (best effort), keychain wipe, cache drop.
     /// Final for the broker until the user connects again.
     pub async fn revoke(&self, provider: &Provider) -> Result<(), BrokerError> {

@@ -1,12 +1,15 @@
 //! Keycard Broker engine. `Broker` is the only API the shells (CLI, tray app) use; it owns the
 //! loopback listener, the keychain entries and the token cache. No Tauri, no UI here.
 
+pub mod audit;
 pub mod callback;
 pub mod catalog;
+pub mod clients;
 pub mod config;
 pub mod db;
 pub mod events;
 pub mod grants;
+pub mod upstream;
 pub mod vault;
 pub mod zone;
 
