@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex as AsyncMutex, OnceCell};
 
 use crate::BrokerError;
+use crate::audit::{Audit, AuditRecord};
 use crate::callback::{CALLBACK_PATH, Callbacks, Waiter};
 use crate::catalog::{self, Provider};
 use crate::config::{Config, UpstreamStrategy};
@@ -142,6 +143,7 @@ pub struct Grants {
     vault: Vault,
     events: Events,
     callbacks: Callbacks,
+    audit: Audit,
     zone: OnceCell<Zone>,
     slots: Mutex<HashMap<String, Slot>>,
     last_used: Mutex<HashMap<String, Instant>>,
@@ -169,12 +171,14 @@ impl Grants {
         events: Events,
         callbacks: Callbacks,
     ) -> Grants {
+        let audit = Audit::new(db.clone());
         Grants {
             config,
             db,
             vault,
             events,
             callbacks,
+            audit,
             zone: OnceCell::new(),
             slots: Mutex::new(HashMap::new()),
             last_used: Mutex::new(HashMap::new()),
@@ -537,7 +541,18 @@ impl Grants {
             return Ok(token);
         }
         check_backoff(&state, &provider.name)?;
+        let started = Instant::now();
         let result = self.fetch_upstream(provider).await;
+        let mut record = AuditRecord::new("token", None);
+        record.resource = Some(resource.clone());
+        record.latency_ms = started.elapsed().as_millis() as u64;
+        if let Err(e) = &result {
+            record.outcome = "error".into();
+            record.detail = Some(e.to_string().chars().take(300).collect());
+        }
+        if let Err(e) = self.audit.record(&record) {
+            tracing::error!(error = %e, "audit record lost");
+        }
         match result {
             Ok(tokens) => {
                 let granted = tokens

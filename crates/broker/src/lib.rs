@@ -6,6 +6,7 @@ pub mod callback;
 pub mod catalog;
 pub mod clients;
 pub mod config;
+pub mod control;
 pub mod db;
 pub mod events;
 pub mod grants;
@@ -27,7 +28,10 @@ pub use config::Config;
 pub use events::Event;
 pub use grants::{GrantStatus, Round, RoundKind, UpstreamToken};
 
+use audit::{Audit, AuditFilter, AuditRecord};
 use callback::{CallbackError, Callbacks};
+use clients::{ClientRecord, Clients, ClientsError, IssuedClient};
+use upstream::{ApiRequest, ApiResponse, CallError};
 use catalog::CatalogError;
 use config::ConfigError;
 use db::{Db, DbError, ResourceRecord, SessionStatus};
@@ -51,6 +55,8 @@ pub enum BrokerError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Callback(#[from] CallbackError),
+    #[error(transparent)]
+    Clients(#[from] ClientsError),
     #[error("not signed in to the Keycard zone; run `keycard-broker login`")]
     NotSignedIn,
     #[error("the Keycard session ended ({0}); run `keycard-broker login`")]
@@ -123,6 +129,49 @@ pub struct TokenInfo {
     pub expires_in_secs: u64,
 }
 
+/// A connection as agents see it (`list_connections`). No secrets.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ConnectionInfo {
+    pub resource: String,
+    pub name: String,
+    pub status: String,
+    pub scopes: Vec<String>,
+    pub api_bases: Vec<String>,
+    pub last_used_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// Why an agent's `call_api` was not carried out; every message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("{url} is not under any connected provider's API base. Connected: {connected}. Ask the user to connect the provider in Keycard Broker, or pass `resource`.")]
+    NoGrant { url: String, connected: String },
+    #[error("{url} is not under the API base of {resource} ({bases})")]
+    OutsideResource {
+        url: String,
+        resource: String,
+        bases: String,
+    },
+    #[error("{name} refused the token for lack of scope (403 insufficient_scope); the user must reconnect {name} in Keycard Broker (`keycard-broker reconnect {resource}`)")]
+    InsufficientScope { name: String, resource: String },
+}
+
+impl ApiError {
+    /// Short outcome word for the audit log.
+    fn outcome(&self) -> &'static str {
+        match self {
+            ApiError::InsufficientScope { .. }
+            | ApiError::Broker(BrokerError::NeedsReconnect { .. }) => "needs_reconnect",
+            ApiError::Call(CallError::Unreachable(_)) | ApiError::Broker(_) => "error",
+            _ => "refused",
+        }
+    }
+}
+
 struct Listener {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
@@ -137,6 +186,9 @@ pub struct Broker {
     events: Events,
     callbacks: Callbacks,
     grants: Arc<Grants>,
+    clients: Clients,
+    audit: Audit,
+    http: reqwest::Client,
     listener: Mutex<Option<Listener>>,
 }
 
@@ -170,6 +222,12 @@ impl Broker {
         ));
         Ok(Broker {
             config,
+            clients: Clients::new(db.clone()),
+            audit: Audit::new(db.clone()),
+            http: upstream::http_client().map_err(|e| BrokerError::Listen {
+                port: 0,
+                reason: e.to_string(),
+            })?,
             db,
             vault,
             events,
@@ -383,6 +441,162 @@ impl Broker {
         self.db.delete_resource(&provider.resource)?;
         self.events.emit(Event::ResourcesChanged);
         Ok(())
+    }
+
+    /// The connections agents may use: everything connected, needing reconnect or in error.
+    pub fn connections(&self) -> Result<Vec<ConnectionInfo>, BrokerError> {
+        let providers = self.providers()?;
+        Ok(self
+            .db
+            .grants()?
+            .into_iter()
+            .filter(|g| g.status != GrantStatus::Revoked)
+            .filter_map(|g| {
+                let p = catalog::find(&providers, &g.resource).ok()?;
+                Some(ConnectionInfo {
+                    resource: g.resource.clone(),
+                    name: p.name.clone(),
+                    status: g.status.as_str().to_string(),
+                    scopes: g.scopes.clone(),
+                    api_bases: p.api_bases.clone(),
+                    last_used_at: g.last_used_at.map(|t| t.to_rfc3339()),
+                    last_error: g.last_error.clone(),
+                })
+            })
+            .collect())
+    }
+
+    fn connected_providers(&self) -> Result<Vec<Provider>, BrokerError> {
+        let providers = self.providers()?;
+        Ok(self
+            .db
+            .grants()?
+            .into_iter()
+            .filter(|g| g.status != GrantStatus::Revoked)
+            .filter_map(|g| catalog::find(&providers, &g.resource).ok().cloned())
+            .collect())
+    }
+
+    /// Calls a provider API as the user: picks the grant, injects its token, retries once on
+    /// 401 with a fresh token, turns 403 `insufficient_scope` into `needs_reconnect`, and
+    /// records the call in the audit log.
+    pub async fn call_api(
+        &self,
+        client: Option<&str>,
+        request: ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
+        let started = std::time::Instant::now();
+        let mut record = AuditRecord::new("call_api", client);
+        record.method = Some(request.method.to_ascii_uppercase().chars().take(16).collect());
+        let result = self.call_api_inner(&request, &mut record).await;
+        record.latency_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(response) => {
+                record.status = Some(response.status);
+                record.outcome = if response.status < 400 { "ok" } else { "upstream_error" }.into();
+            }
+            Err(e) => {
+                record.outcome = e.outcome().into();
+                record.detail = Some(e.to_string().chars().take(300).collect());
+            }
+        }
+        self.record(&record);
+        result
+    }
+
+    async fn call_api_inner(
+        &self,
+        request: &ApiRequest,
+        record: &mut AuditRecord,
+    ) -> Result<ApiResponse, ApiError> {
+        let target = upstream::parse_target(&request.url)?;
+        record.host = target.host_str().map(str::to_string);
+        record.path = Some(target.path().chars().take(500).collect());
+        let prepared = upstream::prepare(request)?;
+        let connected = self.connected_providers()?;
+        let provider = match &request.resource {
+            Some(key) => {
+                let provider = catalog::find(&connected, key)
+                    .map_err(|_| BrokerError::NotConnected(key.clone()))?;
+                if !upstream::covers(provider, &target) {
+                    return Err(ApiError::OutsideResource {
+                        url: request.url.chars().take(200).collect(),
+                        resource: provider.resource.clone(),
+                        bases: provider.api_bases.join(", "),
+                    });
+                }
+                provider
+            }
+            None => upstream::pick(&connected, &target).ok_or_else(|| ApiError::NoGrant {
+                url: request.url.chars().take(200).collect(),
+                connected: if connected.is_empty() {
+                    "none".into()
+                } else {
+                    connected
+                        .iter()
+                        .map(|p| format!("{} ({})", p.name, p.api_bases.join(", ")))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
+            })?,
+        };
+        record.resource = Some(provider.resource.clone());
+        let bases: Vec<url::Url> = provider
+            .api_bases
+            .iter()
+            .filter_map(|b| url::Url::parse(b).ok())
+            .collect();
+        let mut token = self.grants.upstream_token(provider).await?;
+        let mut raw = upstream::send(&self.http, &prepared, &target, &token.token, &bases).await?;
+        if raw.status == 401 {
+            // The upstream no longer takes the cached token: get a fresh one, retry once.
+            self.grants.invalidate(&provider.resource);
+            token = self.grants.upstream_token(provider).await?;
+            raw = upstream::send(&self.http, &prepared, &target, &token.token, &bases).await?;
+        }
+        if raw.insufficient_scope() {
+            self.grants.require_reconnect(
+                &provider.resource,
+                "the API answered 403 insufficient_scope",
+            )?;
+            return Err(ApiError::InsufficientScope {
+                name: provider.name.clone(),
+                resource: provider.resource.clone(),
+            });
+        }
+        Ok(upstream::shape(raw, &token.token))
+    }
+
+    /// Appends to the audit log; a failing log write is reported, never fatal to the call.
+    pub fn record(&self, record: &AuditRecord) {
+        if let Err(e) = self.audit.record(record) {
+            tracing::error!(error = %e, "audit record lost");
+        }
+    }
+
+    pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, BrokerError> {
+        Ok(self.audit.query(filter)?)
+    }
+
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    pub fn add_client(&self, name: &str) -> Result<IssuedClient, BrokerError> {
+        Ok(self.clients.add(name)?)
+    }
+
+    /// A new token for `name` (registering it if needed); the old token dies at once.
+    pub fn issue_client(&self, name: &str) -> Result<IssuedClient, BrokerError> {
+        Ok(self.clients.issue(name)?)
+    }
+
+    pub fn list_clients(&self) -> Result<Vec<ClientRecord>, BrokerError> {
+        Ok(self.clients.list()?)
+    }
+
+    pub fn remove_client(&self, name: &str) -> Result<(), BrokerError> {
+        Ok(self.clients.remove(name)?)
     }
 
     /// Keeps the confidential application's secret in the keychain (never in the config).
