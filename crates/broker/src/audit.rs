@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rusqlite::params;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::db::{Db, DbError, parse_time};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub at: DateTime<Utc>,
     pub client: Option<String>,
@@ -147,11 +147,23 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].kind, "list_connections", "newest first");
         let only = audit
-            .query(&AuditFilter { client: Some("cursor".into()), ..Default::default() })
+            .query(&AuditFilter {
+                client: Some("cursor".into()),
+                ..Default::default()
+            })
             .unwrap();
-        assert_eq!(only, vec![AuditRecord { at: only[0].at, ..a }]);
+        assert_eq!(
+            only,
+            vec![AuditRecord {
+                at: only[0].at,
+                ..a
+            }]
+        );
         let later = audit
-            .query(&AuditFilter { since: Some(Utc::now() + chrono::Duration::hours(1)), ..Default::default() })
+            .query(&AuditFilter {
+                since: Some(Utc::now() + chrono::Duration::hours(1)),
+                ..Default::default()
+            })
             .unwrap();
         assert!(later.is_empty());
     }

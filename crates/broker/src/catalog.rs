@@ -2,12 +2,12 @@
 //! A provider is identified by its resource identifier at the zone; its API base URLs say
 //! which request URLs the broker may send that provider's token to.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::db::ResourceRecord;
 
 /// One provider the user can connect.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provider {
     /// Short handle for the CLI (`github`); custom resources use their host.
     pub slug: String,

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use rusqlite::{OptionalExtension, params};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::db::{Db, DbError, parse_time};
@@ -21,9 +21,7 @@ const LAST_SEEN_RESOLUTION: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClientError {
-    #[error(
-        "invalid client name {0:?}: use 1-64 letters, digits, '.', '_' or '-'"
-    )]
+    #[error("invalid client name {0:?}: use 1-64 letters, digits, '.', '_' or '-'")]
     BadName(String),
     #[error("a client named {0:?} already exists; remove it first or pick another name")]
     Exists(String),
@@ -31,7 +29,7 @@ pub enum ClientError {
     Unknown(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientRecord {
     pub name: String,
     pub created_at: DateTime<Utc>,
@@ -227,10 +225,16 @@ mod tests {
         let issued = clients.add("claude-code").unwrap();
         let token = issued.token.expose_secret().to_string();
         assert!(token.len() >= TOKEN_PREFIX.len() + 43, "32 random bytes");
-        assert_eq!(clients.authenticate(&token).unwrap().as_deref(), Some("claude-code"));
+        assert_eq!(
+            clients.authenticate(&token).unwrap().as_deref(),
+            Some("claude-code")
+        );
         assert_eq!(clients.authenticate("kcb_wrong").unwrap(), None);
         assert_eq!(clients.authenticate("ghp_not_ours").unwrap(), None);
-        assert!(matches!(clients.add("claude-code"), Err(ClientsError::Client(ClientError::Exists(_)))));
+        assert!(matches!(
+            clients.add("claude-code"),
+            Err(ClientsError::Client(ClientError::Exists(_)))
+        ));
         let stored: String = clients
             .db
             .with(|c| Ok(c.query_row("SELECT token_hash FROM clients", [], |r| r.get(0))?))
@@ -238,10 +242,22 @@ mod tests {
         assert_ne!(stored, token);
         assert!(!stored.contains(&token[4..]));
         let rotated = clients.issue("claude-code").unwrap();
-        assert_eq!(clients.authenticate(&token).unwrap(), None, "old token dead after rotation");
-        assert!(clients.authenticate(rotated.token.expose_secret()).unwrap().is_some());
+        assert_eq!(
+            clients.authenticate(&token).unwrap(),
+            None,
+            "old token dead after rotation"
+        );
+        assert!(
+            clients
+                .authenticate(rotated.token.expose_secret())
+                .unwrap()
+                .is_some()
+        );
         clients.remove("claude-code").unwrap();
-        assert_eq!(clients.authenticate(rotated.token.expose_secret()).unwrap(), None);
+        assert_eq!(
+            clients.authenticate(rotated.token.expose_secret()).unwrap(),
+            None
+        );
         assert!(clients.remove("claude-code").is_err());
     }
 

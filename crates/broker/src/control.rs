@@ -23,10 +23,19 @@ const MAX_LINE: usize = 64 * 1024;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Status,
-    Login { timeout_secs: u64 },
-    Connect { resource: String, timeout_secs: u64 },
-    Check { resource: String },
-    Revoke { resource: String },
+    Login {
+        timeout_secs: u64,
+    },
+    Connect {
+        resource: String,
+        timeout_secs: u64,
+    },
+    Check {
+        resource: String,
+    },
+    Revoke {
+        resource: String,
+    },
     Logout,
     ResourcesAdd {
         resource: String,
@@ -35,11 +44,19 @@ pub enum Request {
         scopes: Vec<String>,
     },
     ResourcesList,
-    ResourcesRemove { resource: String },
-    ClientsAdd { name: String },
-    ClientsIssue { name: String },
+    ResourcesRemove {
+        resource: String,
+    },
+    ClientsAdd {
+        name: String,
+    },
+    ClientsIssue {
+        name: String,
+    },
     ClientsList,
-    ClientsRemove { name: String },
+    ClientsRemove {
+        name: String,
+    },
     Audit {
         client: Option<String>,
         resource: Option<String>,
@@ -118,11 +135,15 @@ pub async fn handle(
         }
         Request::ClientsAdd { name } => {
             let issued = broker.add_client(&name)?;
-            Ok(json!({"name": issued.name, "token": secrecy::ExposeSecret::expose_secret(&issued.token)}))
+            Ok(
+                json!({"name": issued.name, "token": secrecy::ExposeSecret::expose_secret(&issued.token)}),
+            )
         }
         Request::ClientsIssue { name } => {
             let issued = broker.issue_client(&name)?;
-            Ok(json!({"name": issued.name, "token": secrecy::ExposeSecret::expose_secret(&issued.token)}))
+            Ok(
+                json!({"name": issued.name, "token": secrecy::ExposeSecret::expose_secret(&issued.token)}),
+            )
         }
         Request::ClientsList => to_value(broker.list_clients()?),
         Request::ClientsRemove { name } => {

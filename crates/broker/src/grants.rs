@@ -713,7 +713,11 @@ impl Grants {
     pub fn require_reconnect(&self, resource: &str, reason: &str) -> Result<(), BrokerError> {
         self.invalidate(resource);
         if let Some(grant) = self.db.grant(resource)? {
-            self.mark(&grant, GrantStatus::NeedsReconnect, Some(reason.to_string()))?;
+            self.mark(
+                &grant,
+                GrantStatus::NeedsReconnect,
+                Some(reason.to_string()),
+            )?;
         }
         Ok(())
     }

@@ -4,12 +4,14 @@
 pub mod audit;
 pub mod callback;
 pub mod catalog;
+pub mod client_setup;
 pub mod clients;
 pub mod config;
 pub mod control;
 pub mod db;
 pub mod events;
 pub mod grants;
+pub mod mcp;
 pub mod upstream;
 pub mod vault;
 pub mod zone;
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, broadcast, oneshot};
 
 pub use catalog::Provider;
@@ -30,13 +32,13 @@ pub use grants::{GrantStatus, Round, RoundKind, UpstreamToken};
 
 use audit::{Audit, AuditFilter, AuditRecord};
 use callback::{CallbackError, Callbacks};
-use clients::{ClientRecord, Clients, ClientsError, IssuedClient};
-use upstream::{ApiRequest, ApiResponse, CallError};
 use catalog::CatalogError;
+use clients::{ClientRecord, Clients, ClientsError, IssuedClient};
 use config::ConfigError;
 use db::{Db, DbError, ResourceRecord, SessionStatus};
 use events::Events;
 use grants::Grants;
+use upstream::{ApiRequest, ApiResponse, CallError};
 use vault::{SecretKey, Vault, VaultError};
 use zone::ZoneError;
 
@@ -100,7 +102,7 @@ pub enum BrokerError {
 }
 
 /// `status --json`: the session and every connection. No secrets.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     pub zone: Option<String>,
     pub account: Option<String>,
@@ -109,7 +111,7 @@ pub struct Status {
     pub connections: Vec<ConnectionStatus>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectionStatus {
     pub resource: String,
     pub name: String,
@@ -121,7 +123,7 @@ pub struct ConnectionStatus {
 }
 
 /// What `check` reports about a working connection (never the token itself).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenInfo {
     pub resource: String,
     pub name: String,
@@ -130,7 +132,7 @@ pub struct TokenInfo {
 }
 
 /// A connection as agents see it (`list_connections`). No secrets.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConnectionInfo {
     pub resource: String,
     pub name: String,
@@ -148,7 +150,9 @@ pub enum ApiError {
     Call(#[from] CallError),
     #[error(transparent)]
     Broker(#[from] BrokerError),
-    #[error("{url} is not under any connected provider's API base. Connected: {connected}. Ask the user to connect the provider in Keycard Broker, or pass `resource`.")]
+    #[error(
+        "{url} is not under any connected provider's API base. Connected: {connected}. Ask the user to connect the provider in Keycard Broker, or pass `resource`."
+    )]
     NoGrant { url: String, connected: String },
     #[error("{url} is not under the API base of {resource} ({bases})")]
     OutsideResource {
@@ -156,7 +160,9 @@ pub enum ApiError {
         resource: String,
         bases: String,
     },
-    #[error("{name} refused the token for lack of scope (403 insufficient_scope); the user must reconnect {name} in Keycard Broker (`keycard-broker reconnect {resource}`)")]
+    #[error(
+        "{name} refused the token for lack of scope (403 insufficient_scope); the user must reconnect {name} in Keycard Broker (`keycard-broker reconnect {resource}`)"
+    )]
     InsufficientScope { name: String, resource: String },
 }
 
@@ -256,6 +262,11 @@ impl Broker {
 
     /// Binds `127.0.0.1:<port>` and serves the callback route. Idempotent.
     pub async fn start(&self) -> Result<SocketAddr, BrokerError> {
+        self.start_with(axum::Router::new()).await
+    }
+
+    /// Like [`Broker::start`], with more routes on the same listener (the MCP endpoint).
+    pub async fn start_with(&self, extra: axum::Router) -> Result<SocketAddr, BrokerError> {
         let mut slot = self.listener.lock().await;
         if let Some(listener) = slot.as_ref() {
             return Ok(listener.addr);
@@ -275,7 +286,7 @@ impl Broker {
             reason: e.to_string(),
         })?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = self.router();
+        let app = self.router().merge(extra);
         let task = tokio::spawn(async move {
             let serve = axum::serve(tcp, app).with_graceful_shutdown(async {
                 let _ = stopped.await;
@@ -487,13 +498,25 @@ impl Broker {
     ) -> Result<ApiResponse, ApiError> {
         let started = std::time::Instant::now();
         let mut record = AuditRecord::new("call_api", client);
-        record.method = Some(request.method.to_ascii_uppercase().chars().take(16).collect());
+        record.method = Some(
+            request
+                .method
+                .to_ascii_uppercase()
+                .chars()
+                .take(16)
+                .collect(),
+        );
         let result = self.call_api_inner(&request, &mut record).await;
         record.latency_ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(response) => {
                 record.status = Some(response.status);
-                record.outcome = if response.status < 400 { "ok" } else { "upstream_error" }.into();
+                record.outcome = if response.status < 400 {
+                    "ok"
+                } else {
+                    "upstream_error"
+                }
+                .into();
             }
             Err(e) => {
                 record.outcome = e.outcome().into();

@@ -84,13 +84,17 @@ pub enum CallError {
     InvalidUrl { url: String, reason: String },
     #[error("unsupported method {0:?}; use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS")]
     InvalidMethod(String),
-    #[error("the {0} header may not be set by the caller; Keycard Broker authenticates the request itself")]
+    #[error(
+        "the {0} header may not be set by the caller; Keycard Broker authenticates the request itself"
+    )]
     ForbiddenHeader(String),
     #[error("invalid header {0:?}")]
     InvalidHeader(String),
     #[error("the request body is larger than {REQUEST_LIMIT} bytes")]
     BodyTooLarge,
-    #[error("refused to follow a redirect to {0}: only URLs under the grant's API base receive the token")]
+    #[error(
+        "refused to follow a redirect to {0}: only URLs under the grant's API base receive the token"
+    )]
     RedirectRefused(String),
     #[error("too many redirects")]
     TooManyRedirects,
@@ -173,7 +177,11 @@ pub fn prepare(req: &ApiRequest) -> Result<Prepared, CallError> {
         "DELETE" => reqwest::Method::DELETE,
         "HEAD" => reqwest::Method::HEAD,
         "OPTIONS" => reqwest::Method::OPTIONS,
-        _ => return Err(CallError::InvalidMethod(req.method.chars().take(20).collect())),
+        _ => {
+            return Err(CallError::InvalidMethod(
+                req.method.chars().take(20).collect(),
+            ));
+        }
     };
     let mut headers = HeaderMap::new();
     for (name, value) in req.headers.iter().flatten() {
@@ -417,15 +425,24 @@ mod tests {
         assert!(is_under(&base, &url("http://127.0.0.1:9000/api/x?y=1")));
         assert!(!is_under(&base, &url("http://127.0.0.1:9000/apix")));
         assert!(!is_under(&base, &url("http://127.0.0.1:9000/api/../admin")));
-        assert!(!is_under(&base, &url("http://127.0.0.1:9000/api/%2e%2e/admin")));
+        assert!(!is_under(
+            &base,
+            &url("http://127.0.0.1:9000/api/%2e%2e/admin")
+        ));
         assert!(!is_under(&base, &url("http://127.0.0.1:9001/api/x")));
         assert!(!is_under(&base, &url("https://127.0.0.1:9000/api/x")));
         assert!(!is_under(&base, &url("http://localhost:9000/api/x")));
         assert!(!is_under(&base, &url("http://evil@127.0.0.1:9000/api/x")));
         // Alternative IP spellings normalise to the same host and so still match only it.
         assert!(is_under(&base, &url("http://0x7f.0.0.1:9000/api/x")));
-        assert!(!is_under(&url("https://api.github.com"), &url("https://api.github.com.evil.io/")));
-        assert!(is_under(&url("https://api.github.com"), &url("https://API.GITHUB.COM:443/user")));
+        assert!(!is_under(
+            &url("https://api.github.com"),
+            &url("https://api.github.com.evil.io/")
+        ));
+        assert!(is_under(
+            &url("https://api.github.com"),
+            &url("https://API.GITHUB.COM:443/user")
+        ));
     }
 
     #[test]
@@ -436,7 +453,12 @@ mod tests {
         ];
         let p = pick(&ps, &url("https://api.atlassian.com/ex/jira/1/rest")).unwrap();
         assert_eq!(p.resource, "jira");
-        assert_eq!(pick(&ps, &url("https://api.atlassian.com/me")).unwrap().resource, "a");
+        assert_eq!(
+            pick(&ps, &url("https://api.atlassian.com/me"))
+                .unwrap()
+                .resource,
+            "a"
+        );
         assert!(pick(&ps, &url("https://example.com/")).is_none());
     }
 
@@ -445,7 +467,10 @@ mod tests {
         let mut req = ApiRequest {
             method: "GET".into(),
             url: "https://x".into(),
-            headers: Some(BTreeMap::from([("Authorization".into(), "Bearer x".into())])),
+            headers: Some(BTreeMap::from([(
+                "Authorization".into(),
+                "Bearer x".into(),
+            )])),
             body: None,
             resource: None,
         };

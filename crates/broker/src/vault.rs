@@ -23,6 +23,9 @@ pub enum SecretKey {
     ClientSecret,
     /// A client secret a zone handed out at dynamic registration.
     RegistrationSecret,
+    /// An agent client's bearer token, kept only for stdio-only clients whose bridge
+    /// (`keycard-broker stdio --client NAME`) must present it.
+    ClientToken(String),
 }
 
 impl SecretKey {
@@ -32,6 +35,7 @@ impl SecretKey {
             SecretKey::Connection(resource) => format!("{profile}/connection/{resource}"),
             SecretKey::ClientSecret => format!("{profile}/client-secret"),
             SecretKey::RegistrationSecret => format!("{profile}/registration-secret"),
+            SecretKey::ClientToken(name) => format!("{profile}/client/{name}"),
         }
     }
 }

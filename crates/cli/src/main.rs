@@ -3,12 +3,15 @@
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
 
+use broker::client_setup::{self, Kind};
 use broker::config::{Config, UpstreamStrategy, ZoneSettings, normalize_zone};
-use broker::{Broker, BrokerError, Round};
+use broker::control::{self, Request};
+use broker::{Broker, BrokerError};
 use clap::{Parser, Subcommand, ValueEnum};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +72,65 @@ enum Command {
     },
     /// Sign out: revoke and wipe the session and all connections.
     Logout,
+    /// Run the broker: the loopback MCP endpoint and the OAuth callback on one port.
+    Serve {
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Manage the agent clients allowed to call the MCP endpoint.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// What agents did: tool calls and token acquisitions, newest first.
+    Audit {
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long)]
+        resource: Option<String>,
+        /// RFC 3339 time, or a span back from now: 30m, 2h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// stdio ↔ HTTP bridge for stdio-only MCP clients (Claude Desktop).
+    Stdio {
+        #[arg(long)]
+        client: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Register a client; prints its bearer token once.
+    Add {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a client; its token stops working on the next request.
+    Remove { name: String },
+    /// Print (or merge into the client's own file with --write) the MCP config for a client.
+    /// Issues a fresh token for NAME (registering it if needed).
+    Config {
+        /// claude-code, cursor, vscode, codex, windsurf or claude-desktop.
+        #[arg(value_parser = parse_kind)]
+        kind: Kind,
+        name: String,
+        /// Merge into the client's config file (keeping what is there, with a backup).
+        #[arg(long)]
+        write: bool,
+        /// Config file to write instead of the client's default location.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,7 +233,42 @@ fn init_logging(config: &Config) -> Option<tracing_appender::non_blocking::Worke
     guard
 }
 
-async fn run(command: Command, mut config: Config) -> Result<(), BrokerError> {
+/// Sends an admin request to the running broker (control socket) or, with none running,
+/// carries it out here. Browser rounds show their URL through `show_url`.
+async fn execute(config: &Config, request: Request, no_browser: bool) -> Result<Value, String> {
+    let socket = control::socket_path(&config.paths.data_dir);
+    let show = |url: &str| show_url(url, no_browser);
+    if let Some(result) = control::call(&socket, &request, show).await {
+        return result;
+    }
+    let broker = Arc::new(
+        Broker::open(config.clone())
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let result = control::handle(&broker, request, show)
+        .await
+        .map_err(|e| e.to_string());
+    broker.shutdown().await;
+    result
+}
+
+fn show_url(url: &str, no_browser: bool) {
+    if no_browser {
+        println!("{url}");
+        let _ = std::io::stdout().flush();
+    } else if broker::mcp::tools::open_browser(url) {
+        eprintln!("Continue in your browser…");
+    } else {
+        eprintln!("Open this URL to continue:\n{url}");
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_json::from_value(value).map_err(|e| format!("unexpected answer from the broker: {e}"))
+}
+
+async fn run(command: Command, mut config: Config) -> Result<(), String> {
     match command {
         Command::Init {
             zone,
@@ -180,49 +277,22 @@ async fn run(command: Command, mut config: Config) -> Result<(), BrokerError> {
             port,
             resource,
             strategy,
-        } => {
-            let issuer = normalize_zone(&zone)?;
-            // Fail early on a wrong zone URL: discovery must work and name the same issuer.
-            broker::zone::Zone::discover(&issuer).await?;
-            let previous = config.settings.zone.clone();
-            let mut settings = ZoneSettings::new(issuer.clone());
-            settings.client_id = client_id;
-            settings.resource = resource;
-            settings.upstream_strategy = match strategy {
-                Some(Strategy::RefreshWithResource) => UpstreamStrategy::RefreshWithResource,
-                Some(Strategy::Exchange) | None => previous
-                    .as_ref()
-                    .map(|p| p.upstream_strategy)
-                    .unwrap_or_default(),
-            };
-            let secret = if client_secret_stdin {
-                Some(read_secret_line()?)
-            } else {
-                config.env_client_secret.clone()
-            };
-            settings.confidential = secret.is_some() && settings.client_id.is_some();
-            if let Some(port) = port {
-                config.settings.broker.port = port;
-            }
-            let broker = Broker::open(config.clone()).await?;
-            if previous.as_ref().is_some_and(|p| p.issuer != issuer)
-                && broker.status()?.session != "signed_out"
-            {
-                eprintln!("Signing out of the previous zone first.");
-                broker.logout().await?;
-            }
-            if let (Some(secret), true) = (secret, settings.confidential) {
-                broker.store_client_secret(secret).await?;
-            }
-            config.settings.zone = Some(settings);
-            config.save()?;
-            println!("Zone set to {issuer}. Next: keycard-broker login");
-        }
+        } => init(
+            config,
+            zone,
+            client_id,
+            client_secret_stdin,
+            port,
+            resource,
+            strategy,
+        )
+        .await
+        .map_err(|e| e.to_string())?,
         Command::Login(args) => {
-            let broker = Broker::open(config).await?;
-            let round = broker.begin_login().await?;
-            finish_round(&broker, round, &args).await?;
-            let status = broker.status()?;
+            let request = Request::Login {
+                timeout_secs: args.timeout,
+            };
+            let status: broker::Status = parse(execute(&config, request, args.no_browser).await?)?;
             println!(
                 "Signed in to {} as {}.",
                 status.zone.unwrap_or_default(),
@@ -230,27 +300,28 @@ async fn run(command: Command, mut config: Config) -> Result<(), BrokerError> {
             );
         }
         Command::Connect(args) | Command::Reconnect(args) => {
-            let broker = Broker::open(config).await?;
-            let round = broker.begin_connect(&args.resource).await?;
-            let provider = broker.provider(&args.resource)?;
-            finish_round(&broker, round, &args.round).await?;
+            let request = Request::Connect {
+                resource: args.resource.clone(),
+                timeout_secs: args.round.timeout,
+            };
+            let provider: broker::Provider =
+                parse(execute(&config, request, args.round.no_browser).await?)?;
             println!("Connected {} ({}).", provider.name, provider.resource);
         }
         Command::Status { json } => {
-            let broker = Broker::open(config).await?;
-            let status = broker.status()?;
+            let value = execute(&config, Request::Status, false).await?;
             if json {
-                print_json(&status);
+                print_json(&value);
             } else {
-                print_status(&status);
+                print_status(&parse(value)?);
             }
         }
         Command::Check { resource, json } => {
-            let broker = Broker::open(config).await?;
-            let info = broker.check(&resource).await?;
+            let value = execute(&config, Request::Check { resource }, false).await?;
             if json {
-                print_json(&info);
+                print_json(&value);
             } else {
+                let info: broker::TokenInfo = parse(value)?;
                 println!(
                     "{} works: token with scopes [{}], valid {} s more.",
                     info.name,
@@ -260,77 +331,348 @@ async fn run(command: Command, mut config: Config) -> Result<(), BrokerError> {
             }
         }
         Command::Revoke { resource } => {
-            let broker = Broker::open(config).await?;
-            broker.revoke(&resource).await?;
+            let p: broker::Provider =
+                parse(execute(&config, Request::Revoke { resource }, false).await?)?;
             println!(
-                "Revoked {resource}: the broker forgot its credentials and refuses it until you connect again. \
-                 The zone's delegated grant itself is removed in the Keycard console."
+                "Revoked {}: the broker forgot its credentials and refuses it until you connect again. \
+                 The zone's delegated grant itself is removed in the Keycard console.",
+                p.name
             );
         }
-        Command::Resources { command } => {
-            let broker = Broker::open(config).await?;
-            match command {
-                ResourcesCommand::Add {
+        Command::Resources { command } => match command {
+            ResourcesCommand::Add {
+                resource,
+                name,
+                api_bases,
+                scopes,
+            } => {
+                let scopes = scopes
+                    .as_deref()
+                    .map(broker::zone::split_scopes)
+                    .unwrap_or_default();
+                let request = Request::ResourcesAdd {
                     resource,
                     name,
                     api_bases,
                     scopes,
-                } => {
-                    let scopes: Vec<String> = scopes
-                        .as_deref()
-                        .map(broker::zone::split_scopes)
-                        .unwrap_or_default();
-                    let p = broker.add_resource(&resource, name.as_deref(), &api_bases, &scopes)?;
-                    println!(
-                        "Added {} ({}); API base {}.",
-                        p.name,
-                        p.resource,
-                        p.api_bases.join(", ")
-                    );
-                }
-                ResourcesCommand::List { json } => {
-                    let providers = broker.providers()?;
-                    if json {
-                        print_json(&providers);
-                    } else {
-                        for p in providers {
-                            println!("{:<18} {:<22} {}", p.slug, p.name, p.resource);
-                        }
+                };
+                let p: broker::Provider = parse(execute(&config, request, false).await?)?;
+                println!(
+                    "Added {} ({}); API base {}.",
+                    p.name,
+                    p.resource,
+                    p.api_bases.join(", ")
+                );
+            }
+            ResourcesCommand::List { json } => {
+                let value = execute(&config, Request::ResourcesList, false).await?;
+                if json {
+                    print_json(&value);
+                } else {
+                    for p in parse::<Vec<broker::Provider>>(value)? {
+                        println!("{:<18} {:<22} {}", p.slug, p.name, p.resource);
                     }
                 }
-                ResourcesCommand::Remove { resource } => {
-                    broker.remove_resource(&resource).await?;
-                    println!("Removed {resource}.");
-                }
             }
-        }
+            ResourcesCommand::Remove { resource } => {
+                execute(
+                    &config,
+                    Request::ResourcesRemove {
+                        resource: resource.clone(),
+                    },
+                    false,
+                )
+                .await?;
+                println!("Removed {resource}.");
+            }
+        },
         Command::Logout => {
-            let broker = Broker::open(config).await?;
-            broker.logout().await?;
+            execute(&config, Request::Logout, false).await?;
             println!(
                 "Signed out; the session and all connections were revoked and wiped from the keychain."
             );
+        }
+        Command::Serve { port } => {
+            if let Some(port) = port {
+                config.settings.broker.port = port;
+            }
+            serve(config).await.map_err(|e| e.to_string())?;
+        }
+        Command::Clients { command } => clients(&config, command).await?,
+        Command::Audit {
+            client,
+            resource,
+            since,
+            limit,
+            json,
+        } => {
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let request = Request::Audit {
+                client,
+                resource,
+                since,
+                limit,
+            };
+            let value = execute(&config, request, false).await?;
+            if json {
+                print_json(&value);
+            } else {
+                let records: Vec<broker::audit::AuditRecord> = parse(value)?;
+                if records.is_empty() {
+                    println!("No activity yet.");
+                }
+                for r in records {
+                    println!(
+                        "{}  {:<14} {:<16} {:<7} {:<28} {:>4} {:>5}ms {}",
+                        r.at.format("%Y-%m-%d %H:%M:%S"),
+                        r.client.as_deref().unwrap_or("-"),
+                        r.kind,
+                        r.method.as_deref().unwrap_or(""),
+                        format!(
+                            "{}{}",
+                            r.host.as_deref().unwrap_or(""),
+                            r.path.as_deref().unwrap_or("")
+                        ),
+                        r.status.map(|s| s.to_string()).unwrap_or_default(),
+                        r.latency_ms,
+                        r.outcome
+                    );
+                }
+            }
+        }
+        Command::Stdio { client } => {
+            let broker = Broker::open(config.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let token = broker
+                .vault()
+                .get(broker::vault::SecretKey::ClientToken(client.clone()))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!("no stored token for client {client:?}; run `keycard-broker clients config claude-desktop {client} --write`")
+                })?;
+            let url = format!("http://127.0.0.1:{}/mcp", config.port());
+            broker::mcp::bridge::run(&url, &token)
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
 }
 
-/// Shows the authorization URL (browser or stdout) and waits for the redirect.
-async fn finish_round(broker: &Broker, round: Round, args: &RoundArgs) -> Result<(), BrokerError> {
-    let url = round.url.to_string();
-    if args.no_browser {
-        println!("{url}");
-        let _ = std::io::stdout().flush();
-    } else if webbrowser::open(&url).is_err() {
-        eprintln!("Could not open a browser. Open this URL to continue:\n{url}");
+async fn init(
+    mut config: Config,
+    zone: String,
+    client_id: Option<String>,
+    client_secret_stdin: bool,
+    port: Option<u16>,
+    resource: Option<String>,
+    strategy: Option<Strategy>,
+) -> Result<(), BrokerError> {
+    let issuer = normalize_zone(&zone)?;
+    // Fail early on a wrong zone URL: discovery must work and name the same issuer.
+    broker::zone::Zone::discover(&issuer).await?;
+    let previous = config.settings.zone.clone();
+    let mut settings = ZoneSettings::new(issuer.clone());
+    settings.client_id = client_id;
+    settings.resource = resource;
+    settings.upstream_strategy = match strategy {
+        Some(Strategy::RefreshWithResource) => UpstreamStrategy::RefreshWithResource,
+        Some(Strategy::Exchange) => UpstreamStrategy::Exchange,
+        None => previous
+            .as_ref()
+            .map(|p| p.upstream_strategy)
+            .unwrap_or_default(),
+    };
+    let secret = if client_secret_stdin {
+        Some(read_secret_line()?)
     } else {
-        eprintln!("Continue in your browser…");
+        config.env_client_secret.clone()
+    };
+    settings.confidential = secret.is_some() && settings.client_id.is_some();
+    if let Some(port) = port {
+        config.settings.broker.port = port;
     }
-    let result = broker
-        .complete(round, Duration::from_secs(args.timeout))
-        .await;
+    let broker = Broker::open(config.clone()).await?;
+    if previous.as_ref().is_some_and(|p| p.issuer != issuer)
+        && broker.status()?.session != "signed_out"
+    {
+        eprintln!("Signing out of the previous zone first.");
+        broker.logout().await?;
+    }
+    if let (Some(secret), true) = (secret, settings.confidential) {
+        broker.store_client_secret(secret).await?;
+    }
+    config.settings.zone = Some(settings);
+    config.save()?;
+    println!("Zone set to {issuer}. Next: keycard-broker login");
+    Ok(())
+}
+
+/// Runs the broker until Ctrl-C / SIGTERM: MCP endpoint + callback on the port, admin
+/// requests on the control socket.
+async fn serve(config: Config) -> Result<(), BrokerError> {
+    let port = config.port();
+    let socket = control::socket_path(&config.paths.data_dir);
+    let broker = Arc::new(Broker::open(config).await?);
+    let addr = broker
+        .start_with(broker::mcp::router(broker.clone(), port))
+        .await?;
+    println!("Keycard Broker is serving MCP at http://{addr}/mcp");
+    let _ = std::io::stdout().flush();
+    let result = control::serve(broker.clone(), socket, shutdown_signal()).await;
     broker.shutdown().await;
     result
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn clients(config: &Config, command: ClientsCommand) -> Result<(), String> {
+    match command {
+        ClientsCommand::Add { name, json } => {
+            let value = execute(config, Request::ClientsAdd { name }, false).await?;
+            if json {
+                print_json(&value);
+            } else {
+                println!(
+                    "Client {} added. Its token is shown only this once:\n{}",
+                    value["name"].as_str().unwrap_or_default(),
+                    value["token"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        ClientsCommand::List { json } => {
+            let value = execute(config, Request::ClientsList, false).await?;
+            if json {
+                print_json(&value);
+            } else {
+                let list: Vec<broker::clients::ClientRecord> = parse(value)?;
+                if list.is_empty() {
+                    println!(
+                        "No agent clients yet — add one with `keycard-broker clients add NAME`."
+                    );
+                }
+                for c in list {
+                    println!(
+                        "{:<24} added {}  last seen {}",
+                        c.name,
+                        c.created_at.format("%Y-%m-%d %H:%M"),
+                        c.last_seen_at
+                            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                            .unwrap_or_else(|| "never".into())
+                    );
+                }
+            }
+        }
+        ClientsCommand::Remove { name } => {
+            execute(config, Request::ClientsRemove { name: name.clone() }, false).await?;
+            println!("Removed client {name}; its token no longer works.");
+        }
+        ClientsCommand::Config {
+            kind,
+            name,
+            write,
+            file,
+        } => {
+            broker::clients::validate_name(&name).map_err(|e| e.to_string())?;
+            let value =
+                execute(config, Request::ClientsIssue { name: name.clone() }, false).await?;
+            let token = SecretString::from(value["token"].as_str().unwrap_or_default().to_string());
+            let url = format!("http://127.0.0.1:{}/mcp", config.port());
+            let exe = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "keycard-broker".into());
+            if kind == Kind::ClaudeDesktop {
+                // The bridge presents the token; it lives in the keychain, not in the file.
+                let broker = Broker::open(config.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                broker
+                    .vault()
+                    .put(
+                        broker::vault::SecretKey::ClientToken(name.clone()),
+                        token.clone(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let snippet =
+                client_setup::Snippet::new(kind, &name, &url, token.expose_secret(), &exe);
+            if write {
+                let path = match file {
+                    Some(p) => p,
+                    None => client_setup::default_path(kind).map_err(|e| e.to_string())?,
+                };
+                let backup =
+                    client_setup::merge_into(&snippet, &path).map_err(|e| e.to_string())?;
+                println!(
+                    "Wrote the {name} entry into {}{}.",
+                    path.display(),
+                    backup
+                        .map(|b| format!(" (backup: {})", b.display()))
+                        .unwrap_or_default()
+                );
+                if let Some(note) = snippet.note() {
+                    println!("{note}");
+                }
+            } else {
+                println!("{}", snippet.render());
+                if let Some(note) = snippet.note() {
+                    eprintln!("{note}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_kind(value: &str) -> Result<Kind, String> {
+    Kind::parse(value).ok_or_else(|| {
+        "use one of: claude-code, cursor, vscode, codex, windsurf, claude-desktop".to_string()
+    })
+}
+
+/// `--since`: RFC 3339, or `30m` / `2h` / `7d` back from now.
+fn parse_since(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let (number, unit) = value.split_at(value.len().saturating_sub(1));
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("invalid --since {value:?}: use RFC 3339 or 30m / 2h / 7d"))?;
+    let span = match unit {
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => {
+            return Err(format!(
+                "invalid --since {value:?}: use RFC 3339 or 30m / 2h / 7d"
+            ));
+        }
+    };
+    Ok(chrono::Utc::now() - span)
 }
 
 fn read_secret_line() -> Result<SecretString, BrokerError> {

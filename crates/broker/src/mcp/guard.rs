@@ -1,0 +1,301 @@
+//! Checks every HTTP request before rmcp sees it (trust boundary 1 of DESIGN.md). Any local
+//! process can reach the port and any web page can try DNS rebinding, so: `Host` must be a
+//! loopback name with our port, a present `Origin` must be ours (403), a registered client's
+//! bearer token is required (401 + `WWW-Authenticate`), credentials in the query string are
+//! refused (400), and bodies are capped (413).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{MAX_REQUEST_BYTES, own_origins};
+use crate::clients::Clients;
+
+/// Query parameters that would carry a credential; refused outright (they end up in logs).
+const CREDENTIAL_PARAMS: &[&str] = &[
+    "access_token",
+    "token",
+    "bearer",
+    "authorization",
+    "api_key",
+    "apikey",
+    "key",
+    "client_token",
+];
+
+/// The registered agent client a request authenticated as; rmcp hands it to the tools
+/// inside the request's `http::request::Parts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentClient(pub String);
+
+pub struct Guard {
+    clients: Clients,
+    hosts: Vec<String>,
+    origins: Vec<String>,
+}
+
+impl Guard {
+    pub fn new(clients: Clients, port: u16) -> Guard {
+        Guard {
+            clients,
+            hosts: vec![
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+            ],
+            origins: own_origins(port),
+        }
+    }
+
+    /// The decision for one request's head: the client name, or the refusal to send.
+    pub fn decide(&self, headers: &HeaderMap, query: Option<&str>) -> Result<String, Refusal> {
+        let host = single(headers, header::HOST)
+            .map(|h| h.to_ascii_lowercase())
+            .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "forbidden host"))?;
+        if !self.hosts.contains(&host) {
+            return Err(refuse(StatusCode::FORBIDDEN, "forbidden host"));
+        }
+        if headers.contains_key(header::ORIGIN) {
+            let origin = single(headers, header::ORIGIN).map(|o| o.to_ascii_lowercase());
+            if !origin.is_some_and(|o| self.origins.contains(&o)) {
+                return Err(refuse(StatusCode::FORBIDDEN, "forbidden origin"));
+            }
+        }
+        if let Some(query) = query {
+            let has_credential = url::form_urlencoded::parse(query.as_bytes())
+                .any(|(k, _)| CREDENTIAL_PARAMS.contains(&k.to_ascii_lowercase().as_str()));
+            if has_credential {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "credentials in the query string are refused; send Authorization: Bearer",
+                ));
+            }
+        }
+        if let Some(length) = single(headers, header::CONTENT_LENGTH)
+            && length
+                .parse::<usize>()
+                .map_or(true, |n| n > MAX_REQUEST_BYTES)
+        {
+            return Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+            ));
+        }
+        let Some(authorization) = single(headers, header::AUTHORIZATION) else {
+            return Err(unauthorized(
+                headers.contains_key(header::AUTHORIZATION),
+                "missing bearer token",
+            ));
+        };
+        let token = authorization
+            .strip_prefix("Bearer ")
+            .or_else(|| authorization.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthorized(true, "malformed Authorization header"))?;
+        match self.clients.authenticate(token) {
+            Ok(Some(name)) => Ok(name),
+            Ok(None) => Err(unauthorized(true, "unknown or removed client token")),
+            Err(e) => {
+                tracing::error!(error = %e, "client lookup failed");
+                Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "client registry unavailable",
+                ))
+            }
+        }
+    }
+}
+
+/// The middleware in front of `/mcp`.
+pub async fn check(State(guard): State<Arc<Guard>>, mut request: Request, next: Next) -> Response {
+    match guard.decide(request.headers(), request.uri().query()) {
+        Ok(client) => {
+            request.extensions_mut().insert(AgentClient(client));
+            // Caps bodies sent without Content-Length (chunked) too.
+            let (parts, body) = request.into_parts();
+            let limited = Body::new(http_body_util::Limited::new(body, MAX_REQUEST_BYTES));
+            next.run(Request::from_parts(parts, limited)).await
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Why a request was turned away: status, a short reason, and the 401 challenge if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: &'static str,
+    pub challenge: Option<&'static str>,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.message,
+        )
+            .into_response();
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
+}
+
+/// The header's value if it is present exactly once and readable.
+fn single(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok().map(|v| v.trim().to_string())
+}
+
+fn refuse(status: StatusCode, message: &'static str) -> Refusal {
+    Refusal {
+        status,
+        message,
+        challenge: None,
+    }
+}
+
+fn unauthorized(presented: bool, message: &'static str) -> Refusal {
+    Refusal {
+        status: StatusCode::UNAUTHORIZED,
+        message,
+        challenge: Some(if presented {
+            "Bearer realm=\"keycard-broker\", error=\"invalid_token\""
+        } else {
+            "Bearer realm=\"keycard-broker\""
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use secrecy::ExposeSecret;
+
+    fn setup() -> (Guard, String) {
+        let clients = Clients::new(Arc::new(Db::open_in_memory().unwrap()));
+        let token = clients
+            .add("agent")
+            .unwrap()
+            .token
+            .expose_secret()
+            .to_string();
+        (Guard::new(clients, 8937), token)
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn status(r: Result<String, Refusal>) -> u16 {
+        match r {
+            Ok(_) => 200,
+            Err(refusal) => refusal.status.as_u16(),
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let (g, token) = setup();
+        let bearer = format!("Bearer {token}");
+        let ok = [
+            ("host", "127.0.0.1:8937"),
+            ("authorization", bearer.as_str()),
+        ];
+        assert_eq!(g.decide(&headers(&ok), None).unwrap(), "agent");
+        assert_eq!(
+            status(g.decide(
+                &headers(&[("host", "LOCALHOST:8937"), ("authorization", &bearer)]),
+                None
+            )),
+            200
+        );
+        for host in [
+            "evil.example:8937",
+            "127.0.0.1:9999",
+            "127.0.0.1",
+            "attacker.127.0.0.1.nip.io:8937",
+        ] {
+            assert_eq!(
+                status(g.decide(
+                    &headers(&[("host", host), ("authorization", &bearer)]),
+                    None
+                )),
+                403,
+                "{host}"
+            );
+        }
+        for origin in [
+            "http://evil.example",
+            "null",
+            "http://127.0.0.1:9999",
+            "https://127.0.0.1:8937",
+        ] {
+            let h = headers(&[
+                ("host", "127.0.0.1:8937"),
+                ("origin", origin),
+                ("authorization", &bearer),
+            ]);
+            assert_eq!(status(g.decide(&h, None)), 403, "{origin}");
+        }
+        let h = headers(&[
+            ("host", "127.0.0.1:8937"),
+            ("origin", "http://localhost:8937"),
+            ("authorization", &bearer),
+        ]);
+        assert_eq!(status(g.decide(&h, None)), 200);
+        assert_eq!(
+            status(g.decide(&headers(&[("host", "127.0.0.1:8937")]), None)),
+            401
+        );
+        let wrong = headers(&[
+            ("host", "127.0.0.1:8937"),
+            ("authorization", "Bearer kcb_nope"),
+        ]);
+        let resp = g.decide(&wrong, None).unwrap_err().into_response();
+        assert_eq!(resp.status(), 401);
+        assert!(
+            resp.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        assert_eq!(status(g.decide(&headers(&ok), Some("access_token=x"))), 400);
+        assert_eq!(status(g.decide(&headers(&ok), Some("Token=x"))), 400);
+        assert_eq!(status(g.decide(&headers(&ok), Some("page=2"))), 200);
+        let big = [
+            ("host", "127.0.0.1:8937"),
+            ("authorization", bearer.as_str()),
+            ("content-length", "99999999"),
+        ];
+        assert_eq!(status(g.decide(&headers(&big), None)), 413);
+        let two = headers(&[
+            ("host", "127.0.0.1:8937"),
+            ("authorization", &bearer),
+            ("authorization", &bearer),
+        ]);
+        assert_eq!(status(g.decide(&two, None)), 401);
+    }
+}

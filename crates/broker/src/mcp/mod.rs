@@ -1,0 +1,49 @@
+//! The loopback MCP endpoint (`/mcp`, Streamable HTTP via rmcp): the request guard, the
+//! tools agents call, and the stdio bridge for stdio-only clients.
+
+pub mod bridge;
+pub mod guard;
+pub mod tools;
+
+use std::sync::Arc;
+
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+
+use crate::Broker;
+
+pub const MCP_PATH: &str = "/mcp";
+/// Largest MCP request body accepted (a `call_api` body plus JSON-RPC framing).
+pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+
+/// Our own origins, the only ones a browser-borne request may carry.
+pub fn own_origins(port: u16) -> Vec<String> {
+    vec![
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://[::1]:{port}"),
+    ]
+}
+
+/// The `/mcp` route: guard first (Host, Origin, bearer, query, size), then rmcp, which
+/// serves 2025-11-25 (sessions) and 2026-07-28 (stateless) from the one endpoint.
+pub fn router(broker: Arc<Broker>, port: u16) -> axum::Router {
+    let mut config = StreamableHttpServerConfig::default();
+    config.allowed_hosts = vec![
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ];
+    // An empty list would disable rmcp's own Origin check; ours runs first anyway.
+    config.allowed_origins = own_origins(port);
+    let tools_broker = broker.clone();
+    let service = StreamableHttpService::new(
+        move || Ok(tools::BrokerTools::new(tools_broker.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let state = Arc::new(guard::Guard::new(broker.clients().clone(), port));
+    axum::Router::new()
+        .route_service(MCP_PATH, service)
+        .layer(axum::middleware::from_fn_with_state(state, guard::check))
+}

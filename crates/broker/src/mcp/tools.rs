@@ -1,0 +1,233 @@
+//! The tools local agents call. Names and argument shapes are part of the product's contract:
+//! `list_connections`, `call_api {method, url, headers?, body?, resource?}`, `connect {resource}`.
+//! No tool result ever carries a token.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::guard::AgentClient;
+use crate::audit::AuditRecord;
+use crate::upstream::ApiRequest;
+use crate::{Broker, RoundKind};
+
+/// How long a consent round started by an agent waits for the user.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ConnectArgs {
+    /// Resource identifier (e.g. https://api.github.com) or catalog name (e.g. github).
+    pub resource: String,
+}
+
+#[derive(Clone)]
+pub struct BrokerTools {
+    broker: Arc<Broker>,
+    tool_router: ToolRouter<Self>,
+}
+
+/// The authenticated agent client of the current request (set by the guard).
+fn client_of(context: &RequestContext<RoleServer>) -> Option<String> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<AgentClient>())
+        .map(|c| c.0.clone())
+}
+
+fn text_error(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message.into())])
+}
+
+#[tool_router]
+impl BrokerTools {
+    pub fn new(broker: Arc<Broker>) -> BrokerTools {
+        BrokerTools {
+            broker,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(
+        description = "List the user's connected providers in Keycard Broker: resource identifier, name, status (connected | needs_reconnect | error), granted scopes, the API base URLs call_api accepts for it, and when it was last used. Contains no secrets."
+    )]
+    async fn list_connections(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let started = Instant::now();
+        let client = client_of(&context);
+        let mut record = AuditRecord::new("list_connections", client.as_deref());
+        let result = match self.broker.connections() {
+            Ok(connections) => {
+                let text = if connections.is_empty() {
+                    "No providers are connected. Ask the user to connect one in Keycard Broker, or call `connect`.".to_string()
+                } else {
+                    connections
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{} ({}): {}; API base {}",
+                                c.name,
+                                c.resource,
+                                c.status,
+                                c.api_bases.join(", ")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                let mut result = CallToolResult::structured(json!({ "connections": connections }));
+                result.content = vec![ContentBlock::text(text)];
+                result
+            }
+            Err(e) => {
+                record.outcome = "error".into();
+                record.detail = Some(e.to_string());
+                text_error(e.to_string())
+            }
+        };
+        record.latency_ms = started.elapsed().as_millis() as u64;
+        self.broker.record(&record);
+        Ok(result)
+    }
+
+    #[tool(
+        description = "Call a connected provider's HTTP API as the user. Keycard Broker picks the connection whose API base is the longest prefix of `url` (or the one named by `resource`), adds the user's credentials itself, and returns {status, headers, body}. Do not send Authorization or Cookie headers. JSON bodies are sent as JSON, strings as-is. Bodies over 512 KiB are truncated (truncated: true)."
+    )]
+    async fn call_api(
+        &self,
+        Parameters(request): Parameters<ApiRequest>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let client = client_of(&context);
+        match self.broker.call_api(client.as_deref(), request).await {
+            Ok(response) => {
+                let value = serde_json::to_value(&response)
+                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                let summary = format!(
+                    "HTTP {}{}",
+                    response.status,
+                    if response.truncated {
+                        " (body truncated)"
+                    } else {
+                        ""
+                    }
+                );
+                let mut result = CallToolResult::structured(value.clone());
+                result.content = vec![
+                    ContentBlock::text(summary),
+                    ContentBlock::text(value.to_string()),
+                ];
+                Ok(result)
+            }
+            Err(e) => Ok(text_error(e.to_string())),
+        }
+    }
+
+    #[tool(
+        description = "Start connecting (or reconnecting) a provider for the user: Keycard Broker runs the provider's consent through the user's Keycard zone in the browser. Use when call_api says a provider is not connected or needs reconnect."
+    )]
+    async fn connect(
+        &self,
+        Parameters(args): Parameters<ConnectArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let started = Instant::now();
+        let client = client_of(&context);
+        let mut record = AuditRecord::new("connect", client.as_deref());
+        let round = match self.broker.begin_connect(&args.resource).await {
+            Ok(round) => round,
+            Err(e) => {
+                record.outcome = "error".into();
+                record.detail = Some(e.to_string());
+                self.broker.record(&record);
+                return Ok(text_error(e.to_string()));
+            }
+        };
+        let name = match &round.kind {
+            RoundKind::Connect(p) => {
+                record.resource = Some(p.resource.clone());
+                p.name.clone()
+            }
+            RoundKind::Login => args.resource.clone(),
+        };
+        let url = round.url.clone();
+        let broker = self.broker.clone();
+        let waiting_for = name.clone();
+        tokio::spawn(async move {
+            match broker.complete(round, CONNECT_TIMEOUT).await {
+                Ok(()) => {
+                    tracing::info!(provider = %waiting_for, "connected from an agent's request")
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %waiting_for, error = %e, "agent-started consent did not complete")
+                }
+            }
+        });
+        let message =
+            format!("Connect {name} to Keycard Broker: approve access in your Keycard zone.");
+        // URL elicitation when the client declared it (2025-11-25); otherwise the broker opens
+        // the system browser itself. The URL is a plain authorize URL: no secret in it.
+        let elicitation_id = format!("keycard-connect-{}", rand_id());
+        let via_client = context
+            .peer
+            .elicit_url(message.clone(), url.clone(), elicitation_id)
+            .await;
+        let text = match via_client {
+            Ok(action) => {
+                format!(
+                    "Asked the user (through the client) to approve {name}: they answered {action:?}. The connection completes in Keycard Broker once they approve in the browser."
+                )
+            }
+            Err(_) => {
+                let opened = open_browser(url.as_str());
+                if opened {
+                    format!(
+                        "Opened the user's browser to connect {name}. It completes once they approve; call list_connections to see it. If no browser appeared, the user can open: {url}"
+                    )
+                } else {
+                    format!(
+                        "Ask the user to open this link to connect {name} (no browser could be opened): {url}"
+                    )
+                }
+            }
+        };
+        record.latency_ms = started.elapsed().as_millis() as u64;
+        self.broker.record(&record);
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for BrokerTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("keycard-broker", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Keycard Broker calls third-party APIs as the user. Use list_connections to see what is connected, call_api to make requests (never send credentials yourself), and connect when a provider is missing or needs reconnect.",
+            )
+    }
+}
+
+fn rand_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Opens the system browser unless `KEYCARD_BROKER_NO_BROWSER` is set (tests, headless use).
+pub fn open_browser(url: &str) -> bool {
+    if std::env::var_os("KEYCARD_BROKER_NO_BROWSER").is_some() {
+        return false;
+    }
+    webbrowser::open(url).is_ok()
+}
