@@ -2,137 +2,14 @@
 //! gnome-keyring, the authorize URL followed by an HTTP client as a browser would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Stdio;
-
 use serde_json::{Value, json};
-use testkit::{ZoneEmulator, authorize, callback_prefix, free_port};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
+use testkit::{ZoneEmulator, free_port};
+
+mod common;
+
+use common::{Home, one_line_error};
 
 const FIXTURE: &str = "http://127.0.0.1:9/api";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-struct Home {
-    dir: tempfile::TempDir,
-    port: u16,
-    /// Everything the binary printed, for the leak check.
-    transcript: std::sync::Mutex<String>,
-}
-
-impl Home {
-    fn new() -> Home {
-        Home {
-            dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
-            transcript: Default::default(),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keycard-broker"));
-        cmd.args(args)
-            .env("KEYCARD_BROKER_HOME", self.dir.path())
-            // Debug logs from every crate: the leak check covers the chattiest setting.
-            .env("RUST_LOG", "debug")
-            .env_remove("KEYCARD_ZONE")
-            .env_remove("KEYCARD_CLIENT_ID")
-            .env_remove("KEYCARD_CLIENT_SECRET")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        cmd
-    }
-
-    fn record(&self, run: &Run) {
-        let mut t = self.transcript.lock().unwrap();
-        t.push_str(&run.stdout);
-        t.push_str(&run.stderr);
-    }
-
-    async fn run(&self, args: &[&str]) -> Run {
-        self.run_with(self.command(args)).await
-    }
-
-    async fn run_with(&self, mut cmd: Command) -> Run {
-        let out = cmd.output().await.unwrap();
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        };
-        self.record(&run);
-        run
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let run = self.run(args).await;
-        assert_eq!(run.code, 0, "{args:?} failed: {}", run.stderr);
-        run.stdout
-    }
-
-    /// Runs a browser round (`login`/`connect`/`reconnect --no-browser`): the first stdout
-    /// line is the authorization URL, which the test follows like a browser.
-    async fn round(&self, args: &[&str]) -> Run {
-        let mut cmd = self.command(args);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).await.unwrap();
-        assert!(
-            first.starts_with("http://127.0.0.1:"),
-            "first line is the URL: {first:?}"
-        );
-        let (status, page) = authorize(first.trim(), &callback_prefix(self.port)).await;
-        let mut rest = String::new();
-        stdout.read_to_string(&mut rest).await.unwrap();
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .await
-            .unwrap();
-        let code = child.wait().await.unwrap().code().unwrap_or(-1);
-        let run = Run {
-            code,
-            stdout: first + &rest,
-            stderr,
-        };
-        self.record(&run);
-        assert_eq!(status, 200, "callback page: {page}");
-        run
-    }
-
-    async fn status(&self) -> Value {
-        serde_json::from_str(&self.ok(&["status", "--json"]).await).unwrap()
-    }
-
-    fn connection<'a>(status: &'a Value, resource: &str) -> &'a Value {
-        status["connections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["resource"] == resource)
-            .unwrap_or_else(|| panic!("{resource} not in {status}"))
-    }
-}
-
-fn one_line_error(run: &Run) -> String {
-    assert_ne!(run.code, 0, "expected failure, got: {}", run.stdout);
-    let line = run
-        .stderr
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_else(|| panic!("no `error:` line in {:?}", run.stderr));
-    line.to_string()
-}
 
 #[tokio::test]
 async fn full_lifecycle_through_the_cli() {

@@ -122,6 +122,86 @@ impl ZoneEmulator {
     }
 }
 
+/// Spawns a node script that prints `<READY_WORD> <url>` once listening; returns (child, url).
+async fn spawn_ready(script: &str, args: &[&str], ready: &str) -> (Child, String) {
+    let path = repo_root().join(script);
+    let mut child = Command::new("node")
+        .arg(&path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start node {script}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let prefix = format!("{ready} ");
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(url) = line.strip_prefix(&prefix) {
+                return url.trim().to_string();
+            }
+        }
+        panic!("{script} exited before it was ready");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{script} ready within 30 s"));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
+
+/// The upstream API fixture (`tests/upstream/server.mjs`): accepts only tokens the zone
+/// issued for its resource, `<url>/api`.
+pub struct Upstream {
+    _child: Child,
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl Upstream {
+    pub async fn start(zone: &ZoneEmulator) -> Upstream {
+        let (child, url) = spawn_ready(
+            "tests/upstream/server.mjs",
+            &["--zone", &zone.issuer, "--port", "0"],
+            "UPSTREAM_READY",
+        )
+        .await;
+        Upstream {
+            _child: child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Resource identifier and API base.
+    pub fn api(&self) -> String {
+        format!("{}/api", self.url)
+    }
+
+    pub async fn control(&self, path: &str, body: Value) -> Value {
+        self.http
+            .post(format!("{}/__control/{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("fixture control")
+            .json()
+            .await
+            .unwrap_or(Value::Null)
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/__control/stats", self.url))
+            .send()
+            .await
+            .expect("fixture stats")
+            .json()
+            .await
+            .expect("stats JSON")
+    }
+}
+
 /// Browser stand-in: follows the authorize URL through the zone's redirects (cookies kept)
 /// and stops at the first redirect to `callback_prefix`, returning that URL unvisited.
 pub async fn authorize_until_callback(authorize_url: &str, callback_prefix: &str) -> url::Url {

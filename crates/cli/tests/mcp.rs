@@ -1,0 +1,553 @@
+//! The loopback MCP endpoint end to end: `keycard-broker serve` with the zone emulator, the
+//! upstream fixture (which only accepts tokens the zone issued for it) and gnome-keyring.
+//! Admin commands run while `serve` runs, so they go over the control socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Home, Mcp, one_line_error};
+use serde_json::{Value, json};
+use testkit::{Upstream, ZoneEmulator};
+
+struct Stack {
+    zone: ZoneEmulator,
+    upstream: Upstream,
+    home: Home,
+    serving: common::Serving,
+    token: String,
+}
+
+/// Zone + fixture + serve, signed in, fixture connected (with `scopes` required), one client.
+async fn stack(scopes: Option<&str>) -> Stack {
+    let zone = ZoneEmulator::start().await;
+    let upstream = Upstream::start(&zone).await;
+    let home = Home::new();
+    home.ok(&[
+        "init",
+        "--zone",
+        &zone.issuer,
+        "--port",
+        &home.port.to_string(),
+    ])
+    .await;
+    let serving = home.serve().await;
+    let login = home.round(&["login", "--no-browser"]).await;
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    let api = upstream.api();
+    let mut add = vec!["resources", "add", api.as_str(), "--name", "Fixture API"];
+    if let Some(s) = scopes {
+        add.extend(["--scopes", s]);
+    }
+    home.ok(&add).await;
+    let connect = home.round(&["connect", &api, "--no-browser"]).await;
+    assert_eq!(connect.code, 0, "{}", connect.stderr);
+    let added: Value =
+        serde_json::from_str(&home.ok(&["clients", "add", "agent-1", "--json"]).await).unwrap();
+    assert_eq!(added["name"], "agent-1");
+    let token = added["token"].as_str().unwrap().to_string();
+    Stack {
+        zone,
+        upstream,
+        home,
+        serving,
+        token,
+    }
+}
+
+fn text_of(result: &Value) -> String {
+    result["content"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn guard_refuses_with_exact_statuses() {
+    let s = stack(None).await;
+    let url = &s.serving.url;
+    let port = s.home.port;
+    let http = reqwest::Client::new();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let bearer = format!("Bearer {}", s.token);
+    let probe = |host: Option<&str>, origin: Option<&str>, auth: Option<&str>, query: &str| {
+        let mut r = http
+            .post(format!("{url}{query}"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&init);
+        if let Some(h) = host {
+            r = r.header("host", h);
+        }
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    let own = format!("127.0.0.1:{port}");
+    let mut bodies = String::new();
+    let cases: Vec<(
+        &str,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        &str,
+        u16,
+    )> = vec![
+        (
+            "own host, own token",
+            None,
+            None,
+            Some(bearer.clone()),
+            "",
+            200,
+        ),
+        (
+            "own origin",
+            None,
+            Some(format!("http://localhost:{port}")),
+            Some(bearer.clone()),
+            "",
+            200,
+        ),
+        (
+            "foreign host",
+            Some("evil.example".into()),
+            None,
+            Some(bearer.clone()),
+            "",
+            403,
+        ),
+        (
+            "rebinding host",
+            Some(format!("evil.example:{port}")),
+            None,
+            Some(bearer.clone()),
+            "",
+            403,
+        ),
+        (
+            "other port",
+            Some("127.0.0.1:1".into()),
+            None,
+            Some(bearer.clone()),
+            "",
+            403,
+        ),
+        (
+            "foreign origin",
+            None,
+            Some("http://evil.example".into()),
+            Some(bearer.clone()),
+            "",
+            403,
+        ),
+        (
+            "null origin",
+            None,
+            Some("null".into()),
+            Some(bearer.clone()),
+            "",
+            403,
+        ),
+        (
+            "origin other port",
+            None,
+            Some("http://127.0.0.1:1".into()),
+            Some(bearer.clone()),
+            "",
+            403,
+        ),
+        ("no token", None, None, None, "", 401),
+        (
+            "wrong token",
+            None,
+            None,
+            Some("Bearer kcb_wrong".into()),
+            "",
+            401,
+        ),
+        ("basic auth", None, None, Some("Basic YTpi".into()), "", 401),
+        (
+            "token in query",
+            None,
+            None,
+            Some(bearer.clone()),
+            "?access_token=x",
+            400,
+        ),
+    ];
+    for (name, host, origin, auth, query, want) in cases {
+        let response = probe(host.as_deref(), origin.as_deref(), auth.as_deref(), query)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        if status == 401 {
+            let challenge = response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            assert!(challenge.starts_with("Bearer"), "{name}: {challenge}");
+        }
+        bodies.push_str(&response.text().await.unwrap());
+        assert_eq!(status, want, "{name}");
+    }
+    let _ = own;
+
+    // A token the zone issued (session or upstream) is never accepted from a client.
+    for token in s.zone.issued().await.iter().take(20) {
+        let r = probe(None, None, Some(&format!("Bearer {token}")), "")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "zone token passthrough refused");
+    }
+
+    // Oversize body.
+    let big = "x".repeat(6 * 1024 * 1024);
+    let r = http
+        .post(url)
+        .header("authorization", &bearer)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    // A removed client is refused on its next request (serve learns at once via the socket).
+    let mut mcp = Mcp::connect(url, &s.token).await;
+    assert_eq!(
+        mcp.tool("list_connections", json!({})).await["isError"],
+        false
+    );
+    s.home.ok(&["clients", "remove", "agent-1"]).await;
+    let r = mcp
+        .post(json!({"jsonrpc": "2.0", "id": 99, "method": "tools/list"}))
+        .await;
+    assert_eq!(r.status(), 401);
+
+    let transcript = s.home.transcript.lock().unwrap().clone();
+    testkit::assert_no_leak(
+        &s.zone.issued().await,
+        s.home.dir.path(),
+        &[&transcript, &bodies],
+    );
+}
+
+#[tokio::test]
+async fn tools_call_apis_as_the_user_and_never_leak_the_token() {
+    let s = stack(Some("read write")).await;
+    let api = s.upstream.api();
+    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let mut seen = String::new();
+
+    let tools = mcp.rpc("tools/list", json!({})).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3);
+    for n in ["list_connections", "call_api", "connect"] {
+        assert!(names.contains(&n), "{names:?}");
+    }
+
+    let list = mcp.tool("list_connections", json!({})).await;
+    let conn = &list["structuredContent"]["connections"][0];
+    assert_eq!(conn["resource"], api.as_str());
+    assert_eq!(conn["status"], "connected");
+    assert_eq!(conn["api_bases"], json!([api.clone()]));
+
+    let items = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/items")}),
+        )
+        .await;
+    assert_eq!(items["isError"], false, "{items}");
+    assert_eq!(items["structuredContent"]["status"], 200);
+    assert_eq!(items["structuredContent"]["body"][1]["name"], "beta");
+    seen.push_str(&items.to_string());
+
+    let created = mcp
+        .tool(
+            "call_api",
+            json!({"method": "POST", "url": format!("{api}/items"), "body": {"name": "gamma"},
+            "headers": {"X-Trace": "t-1"}}),
+        )
+        .await;
+    assert_eq!(created["structuredContent"]["status"], 201, "{created}");
+    assert_eq!(created["structuredContent"]["body"]["name"], "gamma");
+
+    // Upstream echoing the token back: scrubbed from body and headers.
+    let echo = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/echo-token")}),
+        )
+        .await;
+    assert_eq!(echo["structuredContent"]["status"], 200);
+    assert!(echo.to_string().contains("[REDACTED]"), "{echo}");
+    seen.push_str(&echo.to_string());
+
+    // Refusals, each a tool error that says what to do.
+    let outside = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": "https://example.com/x"}),
+        )
+        .await;
+    assert_eq!(outside["isError"], true);
+    assert!(
+        text_of(&outside).contains("not under any connected provider"),
+        "{outside}"
+    );
+    assert!(
+        text_of(&outside).contains("Fixture API"),
+        "lists what is connected: {outside}"
+    );
+    let userinfo = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": api.replace("http://", "http://x@") + "/items"}),
+        )
+        .await;
+    assert_eq!(userinfo["isError"], true);
+    let same_host_other_path = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{}/__control/stats", s.upstream.url)}),
+        )
+        .await;
+    assert_eq!(
+        same_host_other_path["isError"], true,
+        "outside the API base on the same host"
+    );
+    let auth = mcp
+        .tool("call_api", json!({"method": "GET", "url": format!("{api}/items"), "headers": {"Authorization": "Bearer mine"}}))
+        .await;
+    assert_eq!(auth["isError"], true);
+    assert!(text_of(&auth).contains("Authorization"), "{auth}");
+    let crlf = mcp
+        .tool("call_api", json!({"method": "GET", "url": format!("{api}/items"), "headers": {"X-A": "a\r\nX-Injected: 1"}}))
+        .await;
+    assert_eq!(crlf["isError"], true);
+    let redirect = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/redirect?to=http://127.0.0.2:9/steal")}),
+        )
+        .await;
+    assert_eq!(redirect["isError"], true);
+    assert!(text_of(&redirect).contains("redirect"), "{redirect}");
+    let big = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/big?kb=1024")}),
+        )
+        .await;
+    assert_eq!(big["structuredContent"]["truncated"], true);
+
+    // Upstream 401: the broker drops its cached token, gets a new one, retries once.
+    s.zone.reset_counters().await;
+    s.upstream.control("reject-next", json!({"count": 1})).await;
+    let retried = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/items")}),
+        )
+        .await;
+    assert_eq!(retried["structuredContent"]["status"], 200, "{retried}");
+    assert_eq!(s.zone.token_calls("token_exchange").await, 1);
+
+    // Audit: every call, with client, host and path, never the query or a token.
+    let audit: Value =
+        serde_json::from_str(&s.home.ok(&["audit", "--client", "agent-1", "--json"]).await)
+            .unwrap();
+    let records = audit.as_array().unwrap();
+    let calls: Vec<&Value> = records.iter().filter(|r| r["kind"] == "call_api").collect();
+    assert!(calls.len() >= 10, "{audit}");
+    assert!(
+        calls
+            .iter()
+            .any(|r| r["status"] == 201 && r["method"] == "POST" && r["path"] == "/api/items")
+    );
+    assert!(calls.iter().any(|r| r["outcome"] == "refused"));
+    assert!(
+        !audit.to_string().contains("steal"),
+        "no query strings in the audit log"
+    );
+    let tokens: Value = serde_json::from_str(&s.home.ok(&["audit", "--json"]).await).unwrap();
+    assert!(
+        tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "token" && r["client"].is_null())
+    );
+
+    let transcript = s.home.transcript.lock().unwrap().clone();
+    testkit::assert_no_leak(
+        &s.zone.issued().await,
+        s.home.dir.path(),
+        &[&transcript, &seen],
+    );
+}
+
+#[tokio::test]
+async fn narrowed_scope_at_the_upstream_needs_reconnect_and_reconnect_fixes_it() {
+    // No required scopes: the zone's narrowed token is accepted by the broker and the
+    // upstream itself says 403 insufficient_scope.
+    let s = stack(None).await;
+    let api = s.upstream.api();
+    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let post = json!({"method": "POST", "url": format!("{api}/items"), "body": {"name": "x"}});
+    assert_eq!(
+        mcp.tool("call_api", post.clone()).await["structuredContent"]["status"],
+        201
+    );
+
+    s.zone
+        .control("narrow", json!({"resource": api, "scopes": ["read"]}))
+        .await;
+    // The next token the broker gets is narrowed: force one with an upstream 401.
+    s.upstream.control("reject-next", json!({"count": 1})).await;
+    let refused = mcp.tool("call_api", post.clone()).await;
+    assert_eq!(refused["isError"], true, "{refused}");
+    let text = text_of(&refused);
+    assert!(
+        text.contains("insufficient_scope") && text.contains("reconnect"),
+        "{text}"
+    );
+
+    let status: Value = serde_json::from_str(&s.home.ok(&["status", "--json"]).await).unwrap();
+    assert_eq!(status["connections"][0]["status"], "needs_reconnect");
+    // Until the user acts, agents get the same clear answer without zone traffic.
+    let again = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/items")}),
+        )
+        .await;
+    assert!(text_of(&again).contains("reconnect"), "{again}");
+
+    let reconnect = s.home.round(&["reconnect", &api, "--no-browser"]).await;
+    assert_eq!(reconnect.code, 0, "{}", reconnect.stderr);
+    let status: Value = serde_json::from_str(&s.home.ok(&["status", "--json"]).await).unwrap();
+    assert_eq!(status["connections"][0]["status"], "connected");
+    assert_eq!(
+        mcp.tool("call_api", post).await["structuredContent"]["status"],
+        201
+    );
+}
+
+#[tokio::test]
+async fn connect_tool_starts_a_consent_round() {
+    let s = stack(None).await;
+    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let result = mcp.tool("connect", json!({"resource": "github"})).await;
+    let text = text_of(&result);
+    // No URL elicitation declared by this client, no browser here: the link is in the text.
+    let link = text
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1") && w.contains("authorize"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!link.contains(&s.token));
+    let (status, _) = testkit::authorize(link, &testkit::callback_prefix(s.home.port)).await;
+    assert_eq!(status, 200);
+    // The broker completes the round in the background.
+    let mut connected = false;
+    for _ in 0..50 {
+        let status: Value = serde_json::from_str(&s.home.ok(&["status", "--json"]).await).unwrap();
+        if status["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["resource"] == "https://api.github.com" && c["status"] == "connected")
+        {
+            connected = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(connected, "github connected after the agent-started round");
+    let err = one_line_error(&s.home.run(&["connect", "nope", "--no-browser"]).await);
+    assert!(err.contains("not a provider"), "{err}");
+}
+
+#[tokio::test]
+async fn client_config_write_gives_a_working_client() {
+    let s = stack(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mcp.json");
+    std::fs::write(
+        &file,
+        r#"{"mcpServers":{"other":{"url":"http://x"}},"keep":true}"#,
+    )
+    .unwrap();
+    let out = s
+        .home
+        .ok(&[
+            "clients",
+            "config",
+            "cursor",
+            "cursor",
+            "--write",
+            "--file",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    assert!(out.contains("backup"), "{out}");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(written["keep"], true);
+    assert_eq!(written["mcpServers"]["other"]["url"], "http://x");
+    let entry = &written["mcpServers"]["keycard-broker"];
+    assert_eq!(entry["url"], s.serving.url.as_str());
+    let token = entry["headers"]["Authorization"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_string();
+    let mut mcp = Mcp::connect(&s.serving.url, &token).await;
+    assert_eq!(
+        mcp.tool("list_connections", json!({})).await["isError"],
+        false
+    );
+    // Writing it again rotates the token: the old one dies.
+    s.home
+        .ok(&[
+            "clients",
+            "config",
+            "cursor",
+            "cursor",
+            "--write",
+            "--file",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    let r = mcp
+        .post(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
+        .await;
+    assert_eq!(r.status(), 401);
+    let list: Value =
+        serde_json::from_str(&s.home.ok(&["clients", "list", "--json"]).await).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "cursor" && c["last_seen_at"].is_string())
+    );
+    assert!(
+        !list.to_string().contains("kcb_"),
+        "clients list never shows tokens"
+    );
+}
