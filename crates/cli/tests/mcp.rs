@@ -54,6 +54,16 @@ async fn stack(scopes: Option<&str>) -> Stack {
     }
 }
 
+/// (name, Host, Origin, Authorization, query, expected status)
+type Case<'a> = (
+    &'a str,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    &'a str,
+    u16,
+);
+
 fn text_of(result: &Value) -> String {
     result["content"]
         .as_array()
@@ -93,14 +103,7 @@ async fn guard_refuses_with_exact_statuses() {
     };
     let own = format!("127.0.0.1:{port}");
     let mut bodies = String::new();
-    let cases: Vec<(
-        &str,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        &str,
-        u16,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "own host, own token",
             None,
