@@ -8,6 +8,7 @@ use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{Db, DbError, parse_time};
+use crate::events::{Event, Events};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -55,11 +56,12 @@ pub struct AuditFilter {
 #[derive(Debug, Clone)]
 pub struct Audit {
     db: Arc<Db>,
+    events: Events,
 }
 
 impl Audit {
-    pub fn new(db: Arc<Db>) -> Audit {
-        Audit { db }
+    pub fn new(db: Arc<Db>, events: Events) -> Audit {
+        Audit { db, events }
     }
 
     pub fn record(&self, r: &AuditRecord) -> Result<(), DbError> {
@@ -82,7 +84,9 @@ impl Audit {
                 ],
             )?;
             Ok(())
-        })
+        })?;
+        self.events.emit(Event::Activity { record: r.clone() });
+        Ok(())
     }
 
     /// Newest first.
@@ -136,11 +140,14 @@ mod tests {
 
     #[test]
     fn records_and_filters() {
-        let audit = Audit::new(Arc::new(Db::open_in_memory().unwrap()));
+        let events = Events::default();
+        let mut live = events.subscribe();
+        let audit = Audit::new(Arc::new(Db::open_in_memory().unwrap()), events);
         let mut a = AuditRecord::new("call_api", Some("cursor"));
         a.resource = Some("https://api.github.com".into());
         a.status = Some(200);
         audit.record(&a).unwrap();
+        assert!(matches!(live.try_recv(), Ok(Event::Activity { .. })), "live update");
         let b = AuditRecord::new("list_connections", Some("claude"));
         audit.record(&b).unwrap();
         let all = audit.query(&AuditFilter::default()).unwrap();

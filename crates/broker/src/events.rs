@@ -4,6 +4,7 @@
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::audit::AuditRecord;
 use crate::grants::GrantStatus;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,6 +24,10 @@ pub enum Event {
         resource: String,
     },
     ResourcesChanged,
+    /// An agent client was added, rotated or removed.
+    ClientsChanged,
+    /// A new audit record (agent call or token acquisition) for the live activity view.
+    Activity { record: AuditRecord },
 }
 
 #[derive(Debug, Clone)]

@@ -171,7 +171,7 @@ impl Grants {
         events: Events,
         callbacks: Callbacks,
     ) -> Grants {
-        let audit = Audit::new(db.clone());
+        let audit = Audit::new(db.clone(), events.clone());
         Grants {
             config,
             db,

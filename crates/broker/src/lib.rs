@@ -229,7 +229,7 @@ impl Broker {
         Ok(Broker {
             config,
             clients: Clients::new(db.clone()),
-            audit: Audit::new(db.clone()),
+            audit: Audit::new(db.clone(), events.clone()),
             http: upstream::http_client().map_err(|e| BrokerError::Listen {
                 port: 0,
                 reason: e.to_string(),
@@ -606,12 +606,16 @@ impl Broker {
     }
 
     pub fn add_client(&self, name: &str) -> Result<IssuedClient, BrokerError> {
-        Ok(self.clients.add(name)?)
+        let issued = self.clients.add(name)?;
+        self.events.emit(Event::ClientsChanged);
+        Ok(issued)
     }
 
     /// A new token for `name` (registering it if needed); the old token dies at once.
     pub fn issue_client(&self, name: &str) -> Result<IssuedClient, BrokerError> {
-        Ok(self.clients.issue(name)?)
+        let issued = self.clients.issue(name)?;
+        self.events.emit(Event::ClientsChanged);
+        Ok(issued)
     }
 
     pub fn list_clients(&self) -> Result<Vec<ClientRecord>, BrokerError> {
@@ -619,7 +623,9 @@ impl Broker {
     }
 
     pub fn remove_client(&self, name: &str) -> Result<(), BrokerError> {
-        Ok(self.clients.remove(name)?)
+        self.clients.remove(name)?;
+        self.events.emit(Event::ClientsChanged);
+        Ok(())
     }
 
     /// Keeps the confidential application's secret in the keychain (never in the config).
