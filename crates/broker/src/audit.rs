@@ -147,7 +147,10 @@ mod tests {
         a.resource = Some("https://api.github.com".into());
         a.status = Some(200);
         audit.record(&a).unwrap();
-        assert!(matches!(live.try_recv(), Ok(Event::Activity { .. })), "live update");
+        assert!(
+            matches!(live.try_recv(), Ok(Event::Activity { .. })),
+            "live update"
+        );
         let b = AuditRecord::new("list_connections", Some("claude"));
         audit.record(&b).unwrap();
         let all = audit.query(&AuditFilter::default()).unwrap();

@@ -27,7 +27,9 @@ pub enum Event {
     /// An agent client was added, rotated or removed.
     ClientsChanged,
     /// A new audit record (agent call or token acquisition) for the live activity view.
-    Activity { record: AuditRecord },
+    Activity {
+        record: AuditRecord,
+    },
 }
 
 #[derive(Debug, Clone)]
