@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use serde_json::Value;
-use testkit::{authorize, callback_prefix, free_port};
+use testkit::{Upstream, ZoneEmulator, authorize, callback_prefix, free_port};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
@@ -246,4 +246,87 @@ impl Mcp {
             .await;
         response["result"].clone()
     }
+}
+
+pub struct Stack {
+    pub zone: ZoneEmulator,
+    pub upstream: Upstream,
+    pub home: Home,
+    pub serving: Serving,
+    pub token: String,
+}
+
+/// Zone + fixture + serve, signed in, fixture connected (with `scopes` required), one client.
+pub async fn stack(scopes: Option<&str>) -> Stack {
+    let zone = ZoneEmulator::start().await;
+    let upstream = Upstream::start(&zone).await;
+    let home = Home::new();
+    home.ok(&[
+        "init",
+        "--zone",
+        &zone.issuer,
+        "--port",
+        &home.port.to_string(),
+    ])
+    .await;
+    let serving = home.serve().await;
+    let login = home.round(&["login", "--no-browser"]).await;
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    let api = upstream.api();
+    let mut add = vec!["resources", "add", api.as_str(), "--name", "Fixture API"];
+    if let Some(s) = scopes {
+        add.extend(["--scopes", s]);
+    }
+    home.ok(&add).await;
+    let connect = home.round(&["connect", &api, "--no-browser"]).await;
+    assert_eq!(connect.code, 0, "{}", connect.stderr);
+    let added: Value =
+        serde_json::from_str(&home.ok(&["clients", "add", "agent-1", "--json"]).await).unwrap();
+    assert_eq!(added["name"], "agent-1");
+    let token = added["token"].as_str().unwrap().to_string();
+    Stack {
+        zone,
+        upstream,
+        home,
+        serving,
+        token,
+    }
+}
+
+/// Sends raw bytes to the broker's port and returns the first response line.
+pub async fn raw_http(port: u16, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// (name, Host, Origin, Authorization, query, expected status)
+pub type Case<'a> = (
+    &'a str,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    &'a str,
+    u16,
+);
+
+pub fn text_of(result: &Value) -> String {
+    result["content"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
 }

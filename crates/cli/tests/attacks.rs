@@ -1,0 +1,493 @@
+//! Attack probes against a running broker, collected in one place: DNS rebinding variants,
+//! token games, SSRF through `call_api`, header injection, oversize input, callback CSRF.
+//! Each probe asserts the exact outcome; at the end nothing any probe saw, nothing the broker
+//! logged and no file it wrote contains a token the zone issued or the client token.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Mcp, raw_http, stack, text_of};
+use serde_json::{Value, json};
+
+/// One HTTP probe at `/mcp`: (name, Host, Origin, Authorization, path+query, status).
+type Probe = (
+    &'static str,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    u16,
+);
+
+#[tokio::test]
+async fn attack_probes() {
+    let s = stack(None).await;
+    let port = s.home.port;
+    let api = s.upstream.api();
+    let up = s.upstream.url.clone();
+    let up_port = up.rsplit(':').next().unwrap().to_string();
+    let bearer = Some(format!("Bearer {}", s.token));
+    let zone_token = s
+        .zone
+        .issued()
+        .await
+        .into_iter()
+        .find(|t| t.len() > 30)
+        .unwrap();
+    let own = |h: &str| Some(h.to_string());
+    let mut seen = String::new();
+    let mut count = 0;
+
+    // ---- 1. Endpoint guard: rebinding, origins, credentials ----
+    let probes: Vec<Probe> = vec![
+        (
+            "positive control",
+            None,
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            200,
+        ),
+        (
+            "host casing is fine",
+            own(&format!("LOCALHOST:{port}")),
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            200,
+        ),
+        (
+            "ipv6 loopback host",
+            own(&format!("[::1]:{port}")),
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            200,
+        ),
+        (
+            "rebinding name",
+            own(&format!("evil.example:{port}")),
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "rebinding name, caps",
+            own(&format!("EVIL.EXAMPLE:{port}")),
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "loopback-looking name",
+            own(&format!("127.0.0.1.nip.io:{port}")),
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "localhost suffix",
+            own(&format!("localhost.evil.example:{port}")),
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "host without port",
+            own("127.0.0.1"),
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "host other port",
+            own(&format!("127.0.0.1:{}", port.wrapping_add(1))),
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "host hex ip",
+            own(&format!("0x7f000001:{port}")),
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "host decimal ip",
+            own(&format!("2130706433:{port}")),
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "ipv6 other port",
+            own("[::1]:1"),
+            None,
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "foreign origin",
+            None,
+            own("http://evil.example"),
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "null origin",
+            None,
+            own("null"),
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "origin other port",
+            None,
+            own("http://127.0.0.1:1"),
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "origin https",
+            None,
+            own(&format!("https://127.0.0.1:{port}")),
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "origin suffix",
+            None,
+            own(&format!("http://localhost:{port}.evil.example")),
+            bearer.clone(),
+            "/mcp".into(),
+            403,
+        ),
+        (
+            "origin casing is fine",
+            None,
+            own(&format!("http://LOCALHOST:{port}")),
+            bearer.clone(),
+            "/mcp".into(),
+            200,
+        ),
+        ("no token", None, None, None, "/mcp".into(), 401),
+        (
+            "empty bearer",
+            None,
+            None,
+            own("Bearer "),
+            "/mcp".into(),
+            401,
+        ),
+        (
+            "forged token",
+            None,
+            None,
+            own("Bearer kcb_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            "/mcp".into(),
+            401,
+        ),
+        (
+            "foreign token",
+            None,
+            None,
+            own("Bearer ghp_notours"),
+            "/mcp".into(),
+            401,
+        ),
+        (
+            "basic auth",
+            None,
+            None,
+            own("Basic a2NiOnNlY3JldA=="),
+            "/mcp".into(),
+            401,
+        ),
+        (
+            "zone token passthrough",
+            None,
+            None,
+            Some(format!("Bearer {zone_token}")),
+            "/mcp".into(),
+            401,
+        ),
+        (
+            "token in query",
+            None,
+            None,
+            None,
+            format!("/mcp?access_token={}", s.token),
+            400,
+        ),
+        (
+            "token param",
+            None,
+            None,
+            bearer.clone(),
+            "/mcp?token=x".into(),
+            400,
+        ),
+        (
+            "authorization param",
+            None,
+            None,
+            bearer.clone(),
+            "/mcp?Authorization=x".into(),
+            400,
+        ),
+    ];
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}}});
+    for (name, host, origin, auth, path, want) in probes {
+        let mut r = http
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&init);
+        if let Some(h) = host {
+            r = r.header("host", h);
+        }
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        let response = r.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), want, "{name}");
+        if want == 401 {
+            assert!(
+                response.headers().contains_key("www-authenticate"),
+                "{name}"
+            );
+        }
+        seen.push_str(&response.text().await.unwrap_or_default());
+        count += 1;
+    }
+
+    // ---- 2. Oversize input ----
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 6291456\r\n\r\n",
+        s.token
+    );
+    let line = raw_http(port, head.as_bytes()).await;
+    assert!(line.starts_with("HTTP/1.1 413"), "oversize body: {line}");
+    count += 1;
+    let huge_header = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(512 * 1024)
+    );
+    let line = raw_http(port, huge_header.as_bytes()).await;
+    assert!(
+        line.is_empty() || line.starts_with("HTTP/1.1 431") || line.starts_with("HTTP/1.1 400"),
+        "oversize header: {line}"
+    );
+    count += 1;
+
+    // ---- 3. SSRF and injection through call_api ----
+    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let refused: Vec<(&str, Value)> = vec![
+        (
+            "other host",
+            json!({"method": "GET", "url": "https://example.com/"}),
+        ),
+        (
+            "localhost alias of the base",
+            json!({"method": "GET", "url": format!("http://localhost:{up_port}/api/items")}),
+        ),
+        (
+            "same host, outside the base",
+            json!({"method": "GET", "url": format!("{up}/__control/stats")}),
+        ),
+        (
+            "dot segments out of the base",
+            json!({"method": "GET", "url": format!("{api}/../__control/stats")}),
+        ),
+        (
+            "encoded dot segments",
+            json!({"method": "GET", "url": format!("{api}/%2e%2e/__control/stats")}),
+        ),
+        (
+            "prefix without segment boundary",
+            json!({"method": "GET", "url": format!("{api}x/items")}),
+        ),
+        (
+            "userinfo",
+            json!({"method": "GET", "url": api.replace("http://", "http://user:pw@") + "/items"}),
+        ),
+        (
+            "userinfo host confusion",
+            json!({"method": "GET", "url": format!("http://127.0.0.1:{up_port}@evil.example/api")}),
+        ),
+        (
+            "mapped ipv6 loopback",
+            json!({"method": "GET", "url": format!("http://[::ffff:127.0.0.1]:{up_port}/api/items")}),
+        ),
+        (
+            "other port",
+            json!({"method": "GET", "url": format!("http://127.0.0.1:{}/api/items", port)}),
+        ),
+        (
+            "file scheme",
+            json!({"method": "GET", "url": "file:///etc/passwd"}),
+        ),
+        (
+            "gopher scheme",
+            json!({"method": "GET", "url": format!("gopher://127.0.0.1:{up_port}/api")}),
+        ),
+        (
+            "redirect to another host",
+            json!({"method": "GET", "url": format!("{api}/redirect?to=http://127.0.0.2:9/x")}),
+        ),
+        (
+            "redirect outside the base",
+            json!({"method": "GET", "url": format!("{api}/redirect?to={up}/__control/stats")}),
+        ),
+        (
+            "caller Authorization",
+            json!({"method": "GET", "url": format!("{api}/items"), "headers": {"Authorization": "Bearer x"}}),
+        ),
+        (
+            "caller Cookie",
+            json!({"method": "GET", "url": format!("{api}/items"), "headers": {"Cookie": "s=1"}}),
+        ),
+        (
+            "caller Proxy-Authorization",
+            json!({"method": "GET", "url": format!("{api}/items"), "headers": {"Proxy-Authorization": "x"}}),
+        ),
+        (
+            "caller Host",
+            json!({"method": "GET", "url": format!("{api}/items"), "headers": {"Host": "evil.example"}}),
+        ),
+        (
+            "CRLF in header value",
+            json!({"method": "GET", "url": format!("{api}/items"), "headers": {"X-A": "a\r\nAuthorization: Bearer x"}}),
+        ),
+        (
+            "CRLF in header name",
+            json!({"method": "GET", "url": format!("{api}/items"), "headers": {"X-A\r\nX-B": "a"}}),
+        ),
+        (
+            "TRACE method",
+            json!({"method": "TRACE", "url": format!("{api}/items")}),
+        ),
+        (
+            "unknown resource",
+            json!({"method": "GET", "url": format!("{api}/items"), "resource": "https://api.github.com"}),
+        ),
+    ];
+    let stats_before = s.upstream.stats().await;
+    for (name, args) in refused {
+        let result = mcp.tool("call_api", args).await;
+        assert_eq!(result["isError"], true, "{name}: {result}");
+        seen.push_str(&result.to_string());
+        count += 1;
+    }
+    let stats_after = s.upstream.stats().await;
+    // Only the two redirect probes reached the upstream (and got no further).
+    let delta =
+        stats_after["requests"].as_u64().unwrap() - stats_before["requests"].as_u64().unwrap();
+    assert_eq!(
+        delta, 2,
+        "refused calls never reach the upstream: {stats_before} → {stats_after}"
+    );
+    let same_host_ip_spelling = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("http://0x7f.0.0.1:{up_port}/api/items")}),
+        )
+        .await;
+    assert_eq!(
+        same_host_ip_spelling["structuredContent"]["status"], 200,
+        "an IP spelling normalises to the same host"
+    );
+    let within = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/redirect?to={api}/items")}),
+        )
+        .await;
+    assert_eq!(
+        within["structuredContent"]["status"], 200,
+        "redirects within the base are followed"
+    );
+    let echo = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/echo-token")}),
+        )
+        .await;
+    assert!(text_of(&echo).contains("[REDACTED]"));
+    seen.push_str(&echo.to_string());
+    count += 3;
+
+    // ---- 4. OAuth callback: CSRF, forged and replayed state, wrong iss ----
+    let cb = |q: &str| format!("http://127.0.0.1:{port}/callback{q}");
+    for (name, q) in [
+        ("no state", "?code=abc".to_string()),
+        ("forged state", "?code=abc&state=forged".to_string()),
+        (
+            "csrf error injection",
+            "?error=access_denied&state=whatever".to_string(),
+        ),
+        ("empty", String::new()),
+        ("huge query", format!("?state={}", "a".repeat(10_000))),
+    ] {
+        let response = reqwest::get(cb(&q)).await.unwrap();
+        assert_eq!(response.status(), 400, "{name}");
+        seen.push_str(&response.text().await.unwrap());
+        count += 1;
+    }
+    // Replay: a completed round's redirect, delivered again.
+    let round = s.home.round(&["connect", "github", "--no-browser"]).await;
+    assert_eq!(round.code, 0);
+    let url = round.stdout.lines().next().unwrap().to_string();
+    let callback = testkit::authorize_until_callback(&url, &testkit::callback_prefix(port)).await;
+    assert_eq!(
+        testkit::deliver(callback.as_str()).await.0,
+        400,
+        "replayed state"
+    );
+    count += 1;
+
+    println!("attack probes: {count}");
+    assert!(count >= 40, "at least 40 probes ran ({count})");
+    let mut secrets = s.zone.issued().await;
+    secrets.push(s.token.clone());
+    let transcript = s.home.transcript.lock().unwrap().clone();
+    testkit::assert_no_leak(
+        &secrets[..secrets.len() - 1],
+        s.home.dir.path(),
+        &[&transcript, &seen],
+    );
+    // The client token may appear only where the test itself put it (the transcript of
+    // `clients add`); never in a response, a log line or a file.
+    for (path, bytes) in testkit::files_under(s.home.dir.path()) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&s.token),
+            "client token in {}",
+            path.display()
+        );
+    }
+    assert!(
+        !seen.contains(&s.token),
+        "client token echoed in a response"
+    );
+}
