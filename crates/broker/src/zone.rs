@@ -483,21 +483,7 @@ impl Zone {
         if !(200..300).contains(&status) {
             return Err(rejection(&bytes, status));
         }
-        // The body holds a token: never echo it into an error.
-        let raw: RawTokenResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            ZoneError::Malformed(format!(
-                "token exchange response is not a token response (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        Ok(TokenSet {
-            access_token: SecretString::from(raw.access_token),
-            refresh_token: raw.refresh_token.map(SecretString::from),
-            expires_in: raw.expires_in.map(Duration::from_secs),
-            scopes: raw.scope.map(|s| split_scopes(&s)),
-            id_claims: None,
-        })
+        parse_token_response(&bytes)
     }
 
     /// RFC 7009 revocation of a refresh token. Best effort by design: local state is wiped
@@ -597,9 +583,33 @@ async fn fetch_metadata(http: &reqwest::Client, url: &str) -> Result<Metadata, Z
             reason: format!("HTTP {status}"),
         });
     }
-    serde_json::from_slice(&bytes).map_err(|e| ZoneError::BadMetadata {
+    parse_metadata(&bytes).map_err(|reason| ZoneError::BadMetadata {
         url: url.to_string(),
-        reason: e.to_string(),
+        reason,
+    })
+}
+
+/// Parses an RFC 8414 document (exposed for the fuzzers).
+pub fn parse_metadata(bytes: &[u8]) -> Result<Metadata, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// Parses a token endpoint answer for grants the `oauth2` crate does not model. The body holds
+/// a token, so errors say only where parsing failed.
+pub fn parse_token_response(bytes: &[u8]) -> Result<TokenSet, ZoneError> {
+    let raw: RawTokenResponse = serde_json::from_slice(bytes).map_err(|e| {
+        ZoneError::Malformed(format!(
+            "token response is not a token response (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    Ok(TokenSet {
+        access_token: SecretString::from(raw.access_token),
+        refresh_token: raw.refresh_token.map(SecretString::from),
+        expires_in: raw.expires_in.map(Duration::from_secs),
+        scopes: raw.scope.map(|s| split_scopes(&s)),
+        id_claims: None,
     })
 }
 
@@ -667,7 +677,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
 }
 
 /// An RFC 6749 error body (or a non-OAuth 4xx) as a typed rejection.
-fn rejection(bytes: &[u8], status: u16) -> ZoneError {
+pub fn rejection(bytes: &[u8], status: u16) -> ZoneError {
     match serde_json::from_slice::<ErrorBody>(bytes) {
         Ok(body) => ZoneError::Rejected {
             code: body.error,
