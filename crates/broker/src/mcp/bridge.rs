@@ -1,9 +1,15 @@
 //! stdio ↔ HTTP bridge for stdio-only clients (Claude Desktop): each JSON-RPC line from stdin
 //! is POSTed to the running broker's `/mcp` with the client's bearer token; every JSON-RPC
-//! message in the answer (JSON or an SSE stream) is written to stdout as one line.
+//! message in the answer (JSON, or an SSE stream) is written to stdout as one line *as it
+//! arrives*, while stdin keeps being read — so a server request inside an open stream (URL
+//! elicitation during `connect`) reaches the client and its answer goes back.
+
+use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
@@ -19,16 +25,25 @@ pub enum BridgeError {
     Io(String),
 }
 
-/// Runs until stdin closes.
+/// Session facts learned from the server's answers and the client's requests.
+#[derive(Default)]
+struct Session {
+    id: Option<String>,
+    version: Option<String>,
+}
+
+type Stdout = Arc<Mutex<tokio::io::Stdout>>;
+
+/// Runs until stdin closes (and every open answer stream has been delivered).
 pub async fn run(url: &str, token: &SecretString) -> Result<(), BridgeError> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| BridgeError::Io(e.to_string()))?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut stdout = tokio::io::stdout();
-    let mut session: Option<String> = None;
-    let mut version: Option<String> = None;
+    let stdout: Stdout = Arc::new(Mutex::new(tokio::io::stdout()));
+    let session = Arc::new(Mutex::new(Session::default()));
+    let mut streams = tokio::task::JoinSet::new();
     while let Some(line) = lines
         .next_line()
         .await
@@ -37,19 +52,31 @@ pub async fn run(url: &str, token: &SecretString) -> Result<(), BridgeError> {
         if line.trim().is_empty() {
             continue;
         }
+        let message: Option<Value> = serde_json::from_str(&line).ok();
         let mut request = http
             .post(url)
             .bearer_auth(token.expose_secret())
             .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(line);
-        if let Some(id) = &session {
-            request = request.header("mcp-session-id", id);
+            .header("accept", "application/json, text/event-stream");
+        {
+            let mut s = session.lock().await;
+            if let Some(v) = message.as_ref().and_then(meta_protocol_version) {
+                s.version = Some(v);
+            }
+            if let Some(id) = &s.id {
+                request = request.header("mcp-session-id", id);
+            }
+            if let Some(v) = &s.version {
+                request = request.header("mcp-protocol-version", v);
+            }
         }
-        if let Some(v) = &version {
-            request = request.header("mcp-protocol-version", v);
+        if let Some(method) = message.as_ref().and_then(|m| m["method"].as_str()) {
+            request = request.header("mcp-method", method);
         }
+        // Headers first (in order, so the session id is known for the next line), then the
+        // body streams in the background.
         let response = request
+            .body(line)
             .send()
             .await
             .map_err(|_| BridgeError::Unreachable(url.to_string()))?;
@@ -62,45 +89,88 @@ pub async fn run(url: &str, token: &SecretString) -> Result<(), BridgeError> {
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
         {
-            session = Some(id.to_string());
+            session.lock().await.id = Some(id.to_string());
         }
-        let is_sse = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("text/event-stream"));
-        let body = response
-            .text()
-            .await
-            .map_err(|e| BridgeError::Io(e.to_string()))?;
-        let messages: Vec<String> = if is_sse {
-            sse_data(&body)
-        } else if body.trim().is_empty() {
-            Vec::new()
-        } else {
-            vec![body.trim().to_string()]
-        };
-        for message in messages {
-            if version.is_none()
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&message)
-                && let Some(p) = v["result"]["protocolVersion"].as_str()
-            {
-                version = Some(p.to_string());
-            }
-            stdout
-                .write_all(format!("{message}\n").as_bytes())
-                .await
-                .map_err(|e| BridgeError::Io(e.to_string()))?;
+        let out = stdout.clone();
+        let session = session.clone();
+        streams.spawn(async move { forward(response, out, session).await });
+    }
+    while let Some(done) = streams.join_next().await {
+        if let Ok(Err(e)) = done {
+            return Err(e);
         }
-        stdout
-            .flush()
-            .await
-            .map_err(|e| BridgeError::Io(e.to_string()))?;
     }
     Ok(())
 }
 
-/// The `data:` payloads of an SSE body, one per event (multi-line data joined).
+/// Writes every message of one answer to stdout as soon as it is complete.
+async fn forward(
+    mut response: reqwest::Response,
+    out: Stdout,
+    session: Arc<Mutex<Session>>,
+) -> Result<(), BridgeError> {
+    let is_sse = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    let mut buffer = String::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| BridgeError::Io(e.to_string()))?
+    {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        if is_sse {
+            buffer = buffer.replace("\r\n", "\n");
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                for message in sse_data(&event) {
+                    emit(&out, &session, &message).await?;
+                }
+            }
+        }
+    }
+    let rest = if is_sse {
+        sse_data(&buffer)
+    } else if buffer.trim().is_empty() {
+        Vec::new()
+    } else {
+        vec![buffer.trim().to_string()]
+    };
+    for message in rest {
+        emit(&out, &session, &message).await?;
+    }
+    Ok(())
+}
+
+async fn emit(out: &Stdout, session: &Mutex<Session>, message: &str) -> Result<(), BridgeError> {
+    if let Ok(v) = serde_json::from_str::<Value>(message)
+        && let Some(p) = v["result"]["protocolVersion"].as_str()
+    {
+        session.lock().await.version = Some(p.to_string());
+    }
+    let mut out = out.lock().await;
+    out.write_all(format!("{message}\n").as_bytes())
+        .await
+        .map_err(|e| BridgeError::Io(e.to_string()))?;
+    out.flush()
+        .await
+        .map_err(|e| BridgeError::Io(e.to_string()))
+}
+
+/// The protocol version a 2026-07-28 request names in its `_meta`, which the HTTP transport
+/// must repeat in `MCP-Protocol-Version`.
+fn meta_protocol_version(message: &Value) -> Option<String> {
+    let meta = message["params"]["_meta"].as_object()?;
+    meta.iter()
+        .find(|(k, _)| k.ends_with("protocolVersion"))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_string)
+}
+
+/// The `data:` payloads of SSE events, one per event (multi-line data joined); events with
+/// no data (priming, keep-alive comments) are skipped.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.replace("\r\n", "\n")
         .split("\n\n")
@@ -124,10 +194,21 @@ mod tests {
 
     #[test]
     fn sse_events_are_split_and_priming_events_skipped() {
-        let body = "id: 0\nretry: 3000\ndata:\n\nevent: message\ndata: {\"a\":1}\n\ndata: {\"b\":\ndata: 2}\n\n";
+        let body = "id: 0\nretry: 3000\ndata:\n\nevent: message\ndata: {\"a\":1}\n\ndata: {\"b\":\ndata: 2}\n\n: keep-alive\n\n";
         assert_eq!(
             sse_data(body),
             vec!["{\"a\":1}".to_string(), "{\"b\":\n2}".to_string()]
+        );
+    }
+
+    #[test]
+    fn protocol_version_is_read_from_meta() {
+        let m: Value = serde_json::json!({"method": "server/discover", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        assert_eq!(meta_protocol_version(&m).as_deref(), Some("2026-07-28"));
+        assert_eq!(
+            meta_protocol_version(&serde_json::json!({"params": {}})),
+            None
         );
     }
 }

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, ContentBlock, ElicitationAction, Implementation, ServerCapabilities,
+    ServerConfig,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use serde::Deserialize;
@@ -20,6 +23,8 @@ use crate::{Broker, RoundKind};
 
 /// How long a consent round started by an agent waits for the user.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a client may take to answer a URL elicitation before the broker opens the browser.
+const ELICITATION_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ConnectArgs {
@@ -162,7 +167,7 @@ impl BrokerTools {
         let url = round.url.clone();
         let broker = self.broker.clone();
         let waiting_for = name.clone();
-        tokio::spawn(async move {
+        let completion = tokio::spawn(async move {
             match broker.complete(round, CONNECT_TIMEOUT).await {
                 Ok(()) => {
                     tracing::info!(provider = %waiting_for, "connected from an agent's request")
@@ -174,22 +179,34 @@ impl BrokerTools {
         });
         let message =
             format!("Connect {name} to Keycard Broker: approve access in your Keycard zone.");
-        // URL elicitation when the client declared it (2025-11-25); otherwise the broker opens
-        // the system browser itself. The URL is a plain authorize URL: no secret in it.
+        // URL elicitation when the client declared it (2025-11-25); otherwise — or when the
+        // client does not answer — the broker opens the system browser itself. The URL is a
+        // plain authorize URL: no secret in it.
         let elicitation_id = format!("keycard-connect-{}", rand_id());
-        let via_client = context
-            .peer
-            .elicit_url(message.clone(), url.clone(), elicitation_id)
-            .await;
+        let via_client = tokio::time::timeout(
+            ELICITATION_TIMEOUT,
+            context
+                .peer
+                .elicit_url(message.clone(), url.clone(), elicitation_id),
+        )
+        .await;
         let text = match via_client {
-            Ok(action) => {
-                format!(
-                    "Asked the user (through the client) to approve {name}: they answered {action:?}. The connection completes in Keycard Broker once they approve in the browser."
-                )
+            Ok(Ok(ElicitationAction::Accept)) => format!(
+                "The user accepted connecting {name}; it completes in Keycard Broker once they approve in the browser. Call list_connections to see it."
+            ),
+            Ok(Ok(action)) => {
+                // Declined or cancelled: forget the round so its link stops working.
+                completion.abort();
+                record.outcome = "declined".into();
+                let word = if action == ElicitationAction::Decline {
+                    "declined"
+                } else {
+                    "cancelled"
+                };
+                format!("The user {word} connecting {name}; nothing was changed.")
             }
-            Err(_) => {
-                let opened = open_browser(url.as_str());
-                if opened {
+            Ok(Err(_)) | Err(_) => {
+                if open_browser(url.as_str()) {
                     format!(
                         "Opened the user's browser to connect {name}. It completes once they approve; call list_connections to see it. If no browser appeared, the user can open: {url}"
                     )

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every real-MCP-client check in tests/mcp against a fresh local stack (stack.sh: zone
+# emulator, upstream fixture, `keycard-broker serve`, signed in, fixture connected) inside a
+# private keyring (scripts/with-keyring). Build first: cargo build -p keycard-broker-cli.
+#
+#   tests/mcp/run.sh
+#
+# Installs tests/mcp/.venv (pip -r requirements.txt) and tests/mcp/node_modules (npm ci) when
+# missing. Runs all checks even after a failure; exits 1 if any failed.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+[ "${1:-}" = --in-keyring ] || exec "$root/scripts/with-keyring" "$0" --in-keyring
+cd "$root"
+
+[ -x "$here/.venv/bin/python" ] || { python3 -m venv "$here/.venv" && "$here/.venv/bin/pip" install -q -r "$here/requirements.txt"; }
+[ -d "$here/node_modules/conformance-next" ] || (cd "$here" && npm ci --no-audit --no-fund)
+py="$here/.venv/bin/python"
+bin="${KEYCARD_BROKER_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/keycard-broker}"
+
+eval "$("$here/stack.sh")"
+trap 'kill $STACK_PIDS 2>/dev/null || true' EXIT
+
+failed=()
+step() { # name, then command
+  local name="$1"; shift
+  echo "### $name"
+  "$@" || failed+=("$name")
+}
+desktop_config="$(mktemp -d)/claude_desktop_config.json"
+"$bin" clients config claude-desktop stdio-check --write --file "$desktop_config" >/dev/null
+
+step client-legacy "$py" "$here/client_check.py" --url "$MCP_URL" --token "$MCP_TOKEN" --fixture "$FIXTURE" --zone "$ZONE" --mode legacy
+step client-auto "$py" "$here/client_check.py" --url "$MCP_URL" --token "$MCP_TOKEN" --fixture "$FIXTURE" --zone "$ZONE" --mode auto
+step stdio "$py" "$here/stdio_check.py" --bin "$bin" --client stdio-check --fixture "$FIXTURE"
+step inspector "$here/inspector_check.sh" "$MCP_URL" "$MCP_TOKEN" "$FIXTURE"
+step conformance "$here/conformance.sh" "$MCP_URL" "$MCP_TOKEN"
+
+if [ ${#failed[@]} -gt 0 ]; then echo "FAILED: ${failed[*]}"; exit 1; fi
+echo "ALL MCP CLIENT CHECKS PASSED"
