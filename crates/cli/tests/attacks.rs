@@ -467,6 +467,18 @@ async fn attack_probes() {
     );
     count += 1;
 
+    // A removed client is refused on its very next request (the running broker learns of the
+    // removal over the control socket at once).
+    let added: Value =
+        serde_json::from_str(&s.home.ok(&["clients", "add", "doomed", "--json"]).await).unwrap();
+    let doomed = Mcp::connect(&s.serving.url, added["token"].as_str().unwrap()).await;
+    s.home.ok(&["clients", "remove", "doomed"]).await;
+    let r = doomed
+        .post(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
+        .await;
+    assert_eq!(r.status(), 401, "removed client");
+    count += 1;
+
     println!("attack probes: {count}");
     assert!(count >= 40, "at least 40 probes ran ({count})");
     let mut secrets = s.zone.issued().await;

@@ -309,16 +309,6 @@ pub async fn raw_http(port: u16, bytes: &[u8]) -> String {
         .to_string()
 }
 
-/// (name, Host, Origin, Authorization, query, expected status)
-pub type Case<'a> = (
-    &'a str,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    &'a str,
-    u16,
-);
-
 pub fn text_of(result: &Value) -> String {
     result["content"]
         .as_array()
