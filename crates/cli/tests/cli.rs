@@ -15,9 +15,7 @@ const FIXTURE: &str = "http://127.0.0.1:9/api";
 async fn full_lifecycle_through_the_cli() {
     let zone = ZoneEmulator::start().await;
     let home = Home::new();
-    let port = home.port.to_string();
-    home.ok(&["init", "--zone", &zone.issuer, "--port", &port])
-        .await;
+    home.init(&zone.issuer).await;
 
     let login = home.round(&["login", "--no-browser"]).await;
     assert_eq!(login.code, 0, "{}", login.stderr);
@@ -127,7 +125,6 @@ async fn full_lifecycle_through_the_cli() {
 async fn failures_are_one_line_reasons() {
     let zone = ZoneEmulator::start().await;
     let home = Home::new();
-    let port = home.port.to_string();
 
     let err = one_line_error(&home.run(&["login", "--no-browser"]).await);
     assert!(err.contains("no Keycard zone configured"), "{err}");
@@ -143,8 +140,7 @@ async fn failures_are_one_line_reasons() {
     assert!(err.contains("issuer"), "{err}");
     zone.control("discovery", json!({"issuer": null})).await;
 
-    home.ok(&["init", "--zone", &zone.issuer, "--port", &port])
-        .await;
+    home.init(&zone.issuer).await;
     let err = one_line_error(&home.run(&["connect", "github", "--no-browser"]).await);
     assert!(err.contains("not signed in"), "{err}");
     let err = one_line_error(&home.run(&["connect", "nope", "--no-browser"]).await);
@@ -185,14 +181,7 @@ async fn failures_are_one_line_reasons() {
 async fn login_times_out_cleanly() {
     let zone = ZoneEmulator::start().await;
     let home = Home::new();
-    home.ok(&[
-        "init",
-        "--zone",
-        &zone.issuer,
-        "--port",
-        &home.port.to_string(),
-    ])
-    .await;
+    home.init(&zone.issuer).await;
     let err = one_line_error(&home.run(&["login", "--no-browser", "--timeout", "1"]).await);
     assert!(err.contains("no answer from the browser"), "{err}");
     assert_eq!(home.status().await["session"], "signed_out");

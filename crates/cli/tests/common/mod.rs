@@ -106,6 +106,12 @@ impl Home {
         run
     }
 
+    /// `init` against `issuer` on this home's port.
+    pub async fn init(&self, issuer: &str) -> String {
+        self.ok(&["init", "--zone", issuer, "--port", &self.port.to_string()])
+            .await
+    }
+
     pub async fn status(&self) -> Value {
         serde_json::from_str(&self.ok(&["status", "--json"]).await).unwrap()
     }
@@ -261,14 +267,7 @@ pub async fn stack(scopes: Option<&str>) -> Stack {
     let zone = ZoneEmulator::start().await;
     let upstream = Upstream::start(&zone).await;
     let home = Home::new();
-    home.ok(&[
-        "init",
-        "--zone",
-        &zone.issuer,
-        "--port",
-        &home.port.to_string(),
-    ])
-    .await;
+    home.init(&zone.issuer).await;
     let serving = home.serve().await;
     let login = home.round(&["login", "--no-browser"]).await;
     assert_eq!(login.code, 0, "{}", login.stderr);
