@@ -53,44 +53,94 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
+enum Job {
+    Record(Box<AuditRecord>),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// The activity log. Records are written by one background thread in batches (one
+/// transaction each), so an agent's call never waits on SQLite; queries flush first.
 #[derive(Debug, Clone)]
 pub struct Audit {
     db: Arc<Db>,
     events: Events,
+    writer: Option<std::sync::mpsc::Sender<Job>>,
 }
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+const BATCH: usize = 512;
 
 impl Audit {
     pub fn new(db: Arc<Db>, events: Events) -> Audit {
-        Audit { db, events }
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let writer_db = db.clone();
+        let spawned = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    while jobs.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(job) => jobs.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let records: Vec<&AuditRecord> = jobs
+                        .iter()
+                        .filter_map(|j| match j {
+                            Job::Record(r) => Some(r.as_ref()),
+                            Job::Flush(_) => None,
+                        })
+                        .collect();
+                    if let Err(e) = insert(&writer_db, &records) {
+                        tracing::error!(error = %e, lost = records.len(), "audit records lost");
+                    }
+                    for job in jobs {
+                        if let Job::Flush(done) = job {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+        let writer = match spawned {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                tracing::warn!(error = %e, "no audit writer thread; writing synchronously");
+                None
+            }
+        };
+        Audit { db, events, writer }
     }
 
+    /// Appends a record (asynchronously) and announces it to live views.
     pub fn record(&self, r: &AuditRecord) -> Result<(), DbError> {
-        self.db.with(|c| {
-            c.execute(
-                "INSERT INTO audit (at, client, kind, resource, method, host, path, status, latency_ms, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    r.at.to_rfc3339(),
-                    r.client,
-                    r.kind,
-                    r.resource,
-                    r.method,
-                    r.host,
-                    r.path,
-                    r.status,
-                    i64::try_from(r.latency_ms).unwrap_or(i64::MAX),
-                    r.outcome,
-                    r.detail
-                ],
-            )?;
-            Ok(())
-        })?;
         self.events.emit(Event::Activity { record: r.clone() });
-        Ok(())
+        if let Some(writer) = &self.writer
+            && writer.send(Job::Record(Box::new(r.clone()))).is_ok()
+        {
+            return Ok(());
+        }
+        insert(&self.db, &[r])
     }
 
-    /// Newest first.
+    /// Waits until every record handed over so far is in the database.
+    pub fn flush(&self) {
+        if let Some(writer) = &self.writer {
+            let (done, wait) = std::sync::mpsc::channel();
+            if writer.send(Job::Flush(done)).is_ok() {
+                let _ = wait.recv_timeout(std::time::Duration::from_secs(10));
+            }
+        }
+    }
+
+    /// Newest first (after a flush, so a caller sees its own records).
     pub fn query(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, DbError> {
+        self.flush();
         self.db.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT at, client, kind, resource, method, host, path, status, latency_ms, outcome, detail
@@ -132,6 +182,39 @@ impl Audit {
             .collect()
         })
     }
+}
+
+/// Inserts records in one transaction.
+fn insert(db: &Db, records: &[&AuditRecord]) -> Result<(), DbError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    db.with(|c| {
+        let tx = c.unchecked_transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO audit (at, client, kind, resource, method, host, path, status, latency_ms, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for r in records {
+                stmt.execute(params![
+                    r.at.to_rfc3339(),
+                    r.client,
+                    r.kind,
+                    r.resource,
+                    r.method,
+                    r.host,
+                    r.path,
+                    r.status,
+                    i64::try_from(r.latency_ms).unwrap_or(i64::MAX),
+                    r.outcome,
+                    r.detail
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

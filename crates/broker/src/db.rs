@@ -149,6 +149,8 @@ pub struct ResourceRecord {
 /// The database. Operations are short; one connection behind a mutex is enough.
 pub struct Db {
     conn: Mutex<Connection>,
+    /// Bumped on every change to grants or resources, so callers can cache what they derive.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Db {
@@ -179,6 +181,9 @@ impl Db {
     fn init(mut conn: Connection) -> Result<Db, DbError> {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // With WAL, NORMAL keeps the database consistent across crashes and skips an fsync per
+        // commit (a power cut may lose the last audit lines, never grant state consistency).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let applied = usize::try_from(version).unwrap_or(usize::MAX);
@@ -195,6 +200,7 @@ impl Db {
         }
         Ok(Db {
             conn: Mutex::new(conn),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -208,6 +214,16 @@ impl Db {
             .lock()
             .map_err(|_| DbError::Sqlite("database lock poisoned".into()))?;
         f(&conn)
+    }
+
+    /// Changes whenever grants or resources change.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub fn setting<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, DbError> {
@@ -351,7 +367,9 @@ impl Db {
                 ],
             )?;
             Ok(())
-        })
+        })?;
+        self.bump();
+        Ok(())
     }
 
     pub fn resources(&self) -> Result<Vec<ResourceRecord>, DbError> {
@@ -400,11 +418,17 @@ impl Db {
                 params![r.resource, r.name, bases, scopes, r.docs_url, r.added_at.to_rfc3339()],
             )?;
             Ok(())
-        })
+        })?;
+        self.bump();
+        Ok(())
     }
 
     pub fn delete_resource(&self, resource: &str) -> Result<bool, DbError> {
-        self.with(|c| Ok(c.execute("DELETE FROM resources WHERE resource = ?1", [resource])? > 0))
+        let removed = self.with(|c| {
+            Ok(c.execute("DELETE FROM resources WHERE resource = ?1", [resource])? > 0)
+        })?;
+        self.bump();
+        Ok(removed)
     }
 }
 

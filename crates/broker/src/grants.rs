@@ -170,8 +170,8 @@ impl Grants {
         vault: Vault,
         events: Events,
         callbacks: Callbacks,
+        audit: Audit,
     ) -> Grants {
-        let audit = Audit::new(db.clone(), events.clone());
         Grants {
             config,
             db,

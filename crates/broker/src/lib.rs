@@ -194,6 +194,8 @@ pub struct Broker {
     grants: Arc<Grants>,
     clients: Clients,
     audit: Audit,
+    /// Connected providers, derived from the database and cached per `Db::generation`.
+    connected: std::sync::Mutex<Option<(u64, Arc<Vec<Provider>>)>>,
     http: reqwest::Client,
     listener: Mutex<Option<Listener>>,
 }
@@ -219,17 +221,20 @@ impl Broker {
         let db = Arc::new(Db::open(&config.paths.db_file)?);
         let events = Events::default();
         let callbacks = Callbacks::default();
+        let audit = Audit::new(db.clone(), events.clone());
         let grants = Arc::new(Grants::new(
             config.clone(),
             db.clone(),
             vault.clone(),
             events.clone(),
             callbacks.clone(),
+            audit.clone(),
         ));
         Ok(Broker {
             config,
             clients: Clients::new(db.clone()),
-            audit: Audit::new(db.clone(), events.clone()),
+            audit,
+            connected: std::sync::Mutex::new(None),
             http: upstream::http_client().map_err(|e| BrokerError::Listen {
                 port: 0,
                 reason: e.to_string(),
@@ -287,6 +292,13 @@ impl Broker {
         })?;
         let (stop, stopped) = oneshot::channel::<()>();
         let app = self.router().merge(extra);
+        // Small JSON-RPC answers go out in several writes (SSE priming, then the result);
+        // without TCP_NODELAY, Nagle holds the last one for the client's delayed ACK (~40 ms).
+        let tcp = axum::serve::ListenerExt::tap_io(tcp, |stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         let task = tokio::spawn(async move {
             let serve = axum::serve(tcp, app).with_graceful_shutdown(async {
                 let _ = stopped.await;
@@ -300,8 +312,9 @@ impl Broker {
         Ok(addr)
     }
 
-    /// Stops the listener and waits for it.
+    /// Stops the listener and waits for it; pending audit records are written.
     pub async fn shutdown(&self) {
+        self.audit.flush();
         if let Some(listener) = self.listener.lock().await.take() {
             let _ = listener.stop.send(());
             let _ = listener.task.await;
@@ -477,15 +490,28 @@ impl Broker {
             .collect())
     }
 
-    fn connected_providers(&self) -> Result<Vec<Provider>, BrokerError> {
+    /// Providers with a live grant; rebuilt only when grants or resources changed.
+    fn connected_providers(&self) -> Result<Arc<Vec<Provider>>, BrokerError> {
+        let generation = self.db.generation();
+        if let Ok(cache) = self.connected.lock()
+            && let Some((g, providers)) = cache.as_ref()
+            && *g == generation
+        {
+            return Ok(providers.clone());
+        }
         let providers = self.providers()?;
-        Ok(self
-            .db
-            .grants()?
-            .into_iter()
-            .filter(|g| g.status != GrantStatus::Revoked)
-            .filter_map(|g| catalog::find(&providers, &g.resource).ok().cloned())
-            .collect())
+        let connected: Arc<Vec<Provider>> = Arc::new(
+            self.db
+                .grants()?
+                .into_iter()
+                .filter(|g| g.status != GrantStatus::Revoked)
+                .filter_map(|g| catalog::find(&providers, &g.resource).ok().cloned())
+                .collect(),
+        );
+        if let Ok(mut cache) = self.connected.lock() {
+            *cache = Some((generation, connected.clone()));
+        }
+        Ok(connected)
     }
 
     /// Calls a provider API as the user: picks the grant, injects its token, retries once on
