@@ -1,0 +1,327 @@
+//! Keycard Broker tray app: a thin shell over the `broker` engine, run in-process.
+//!
+//! Every admin action goes through `broker::control::handle`, the same code path as the CLI
+//! and its control socket; engine events are forwarded to the window and drive the tray icon
+//! and notifications. No OAuth, storage or MCP logic lives here.
+
+mod commands;
+mod tray;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use broker::{Broker, BrokerError, Config};
+use serde_json::Value;
+use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, WindowEvent};
+use tokio::sync::{RwLock, oneshot, watch};
+
+pub use commands::handler;
+
+/// The demo zone `scripts/run` starts (tests/zone in interactive mode).
+pub const DEMO_ZONE: &str = "http://127.0.0.1:8940";
+/// How long a browser round (login, connect, reconnect) waits for the redirect.
+pub const ROUND_TIMEOUT_SECS: u64 = 300;
+
+/// Window events the front end listens to.
+pub const EVENT_BROKER: &str = "broker-event";
+pub const EVENT_AUTH_URL: &str = "auth-url";
+pub const EVENT_ENGINE: &str = "engine-changed";
+
+/// One running engine: the broker, its control socket and its event forwarder.
+struct Engine {
+    broker: Arc<Broker>,
+    stop_control: Option<oneshot::Sender<()>>,
+    tasks: Vec<tauri::async_runtime::JoinHandle<()>>,
+}
+
+/// App state shared by commands, tray and event forwarder.
+pub struct Shell {
+    engine: RwLock<Option<Engine>>,
+    /// Why the engine is not running (no keychain, port in use, …), for the window.
+    error: Mutex<Option<String>>,
+    /// False until the first start-up attempt finished.
+    ready: watch::Sender<bool>,
+    open_browser: bool,
+    /// Resources already notified as needing reconnect (one notification per transition).
+    notified: Mutex<HashSet<String>>,
+    /// The last authorize URL of a browser round (the window shows it as a fallback link).
+    last_auth_url: Mutex<Option<String>>,
+}
+
+impl Shell {
+    pub fn new(open_browser: bool) -> Shell {
+        Shell {
+            engine: RwLock::new(None),
+            error: Mutex::new(None),
+            ready: watch::channel(false).0,
+            open_browser,
+            notified: Mutex::new(HashSet::new()),
+            last_auth_url: Mutex::new(None),
+        }
+    }
+
+    /// A shell over an already opened broker, without listener or control socket (tests).
+    pub fn with_broker(broker: Arc<Broker>) -> Shell {
+        let shell = Shell::new(false);
+        if let Ok(mut slot) = shell.engine.try_write() {
+            *slot = Some(Engine {
+                broker,
+                stop_control: None,
+                tasks: Vec::new(),
+            });
+        }
+        shell.ready.send_replace(true);
+        shell
+    }
+
+    /// The running broker, waiting for start-up if it is still under way.
+    pub async fn broker(&self) -> Result<Arc<Broker>, String> {
+        let mut ready = self.ready.subscribe();
+        let _ = ready.wait_for(|r| *r).await;
+        if let Some(engine) = self.engine.read().await.as_ref() {
+            return Ok(engine.broker.clone());
+        }
+        Err(self
+            .error()
+            .unwrap_or_else(|| "Keycard Broker is not running".into()))
+    }
+
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.error.lock() {
+            *slot = error;
+        }
+    }
+
+    pub fn last_auth_url(&self) -> Option<String> {
+        self.last_auth_url.lock().ok().and_then(|u| u.clone())
+    }
+
+    /// Hands an authorize URL to the window (event) and, unless disabled, the system browser.
+    fn announce_url<R: Runtime>(&self, app: &AppHandle<R>, url: &str) {
+        if let Ok(mut slot) = self.last_auth_url.lock() {
+            *slot = Some(url.to_string());
+        }
+        let _ = app.emit(EVENT_AUTH_URL, url);
+        if self.open_browser
+            && let Err(e) = tauri_plugin_opener::open_url(url, None::<&str>)
+        {
+            tracing::warn!(error = %e, "cannot open the system browser");
+        }
+    }
+
+    /// True the first time `resource` turns `needs_reconnect` since it was last fine.
+    fn first_needs_reconnect(&self, resource: &str, needs: bool) -> bool {
+        let Ok(mut set) = self.notified.lock() else {
+            return false;
+        };
+        if needs {
+            set.insert(resource.to_string())
+        } else {
+            set.remove(resource);
+            false
+        }
+    }
+
+    /// True when the engine serves the control socket (the real app, not unit tests).
+    async fn has_control(&self) -> bool {
+        self.engine
+            .read()
+            .await
+            .as_ref()
+            .is_some_and(|e| e.stop_control.is_some())
+    }
+
+    /// Swaps in another broker without listener (unit tests).
+    async fn replace(&self, broker: Arc<Broker>) {
+        *self.engine.write().await = Some(Engine {
+            broker,
+            stop_control: None,
+            tasks: Vec::new(),
+        });
+    }
+
+    /// Stops the running engine: control socket, forwarder, loopback listener.
+    pub async fn stop(&self) {
+        let engine = self.engine.write().await.take();
+        if let Some(mut engine) = engine {
+            if let Some(stop) = engine.stop_control.take() {
+                let _ = stop.send(());
+            }
+            for task in engine.tasks.drain(..) {
+                task.abort();
+            }
+            engine.broker.shutdown().await;
+        }
+    }
+}
+
+/// Opens the engine from `config` (reusing `vault` when given), starts the loopback listener
+/// with the MCP endpoint and the control socket, and forwards its events.
+pub async fn start_engine<R: Runtime>(
+    app: &AppHandle<R>,
+    config: Config,
+    vault: Option<broker::vault::Vault>,
+) -> Result<(), BrokerError> {
+    let shell = app.state::<Shell>();
+    shell.stop().await;
+    let port = config.port();
+    let socket = broker::control::socket_path(&config.paths.data_dir);
+    let broker = Arc::new(match vault {
+        Some(vault) => Broker::with_vault(config, vault)?,
+        None => Broker::open(config).await?,
+    });
+    let mut events = broker.subscribe();
+    broker
+        .start_with(broker::mcp::router(broker.clone(), port))
+        .await?;
+    let (stop_control, stopped) = oneshot::channel::<()>();
+    let control_broker = broker.clone();
+    let control = tauri::async_runtime::spawn(async move {
+        let stop = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = broker::control::serve(control_broker, socket, stop).await {
+            tracing::warn!(error = %e, "control socket not served; CLI admin commands act on the store directly");
+        }
+    });
+    let forward_app = app.clone();
+    let forward = tauri::async_runtime::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(event) => on_event(&forward_app, &event),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Lost some events: tell the window to reload everything.
+                    let _ = forward_app.emit(EVENT_ENGINE, Value::Null);
+                    tray::refresh(&forward_app).await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    *shell.engine.write().await = Some(Engine {
+        broker,
+        stop_control: Some(stop_control),
+        tasks: vec![control, forward],
+    });
+    shell.set_error(None);
+    shell.ready.send_replace(true);
+    let _ = app.emit(EVENT_ENGINE, Value::Null);
+    tray::refresh(app).await;
+    Ok(())
+}
+
+/// One engine event: to the window as is, then the tray and (once) a notification.
+fn on_event<R: Runtime>(app: &AppHandle<R>, event: &broker::Event) {
+    let _ = app.emit(EVENT_BROKER, event);
+    if let broker::Event::GrantChanged {
+        resource,
+        status,
+        reason,
+    } = event
+    {
+        let needs = *status == broker::GrantStatus::NeedsReconnect;
+        if app.state::<Shell>().first_needs_reconnect(resource, needs) {
+            tray::notify_reconnect(app, resource, reason.as_deref());
+        }
+    }
+    if !matches!(
+        event,
+        broker::Event::Activity { .. } | broker::Event::TokenIssued { .. }
+    ) {
+        let app = app.clone();
+        tauri::async_runtime::spawn(async move { tray::refresh(&app).await });
+    }
+}
+
+/// Shows and focuses the main window.
+pub fn show_main<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(window) = app.get_webview_window("main") {
+        let _ = window.show();
+        let _ = window.unminimize();
+        let _ = window.set_focus();
+    }
+}
+
+/// Stops the engine cleanly and exits.
+pub fn quit<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        app.state::<Shell>().stop().await;
+        app.exit(0);
+    });
+}
+
+/// The tray app's entry point.
+pub fn run() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEYCARD_BROKER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let open_browser = std::env::var_os("KEYCARD_BROKER_NO_BROWSER").is_none();
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            show_main(app)
+        }))
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_notification::init())
+        .plugin(
+            tauri_plugin_autostart::Builder::new()
+                .app_name("Keycard Broker")
+                .build(),
+        )
+        .manage(Shell::new(open_browser))
+        .invoke_handler(handler())
+        .setup(|app| {
+            tray::create(app.handle())?;
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                let result = match Config::from_env() {
+                    Ok(config) => start_engine(&handle, config, None).await,
+                    Err(e) => Err(e.into()),
+                };
+                let shell = handle.state::<Shell>();
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "the broker did not start");
+                    shell.set_error(Some(e.to_string()));
+                    shell.ready.send_replace(true);
+                    let _ = handle.emit(EVENT_ENGINE, Value::Null);
+                    tray::refresh(&handle).await;
+                }
+            });
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            // Closing the window keeps the broker running in the tray.
+            if let WindowEvent::CloseRequested { api, .. } = event
+                && window.label() == "main"
+            {
+                api.prevent_close();
+                let _ = window.hide();
+            }
+        })
+        .build(tauri::generate_context!());
+    match app {
+        Ok(app) => app.run(|_app, event| {
+            if let RunEvent::ExitRequested { api, code, .. } = event
+                && code.is_none()
+            {
+                // The last window went away: keep running in the tray.
+                api.prevent_exit();
+            }
+        }),
+        Err(e) => {
+            eprintln!("Keycard Broker could not start its window: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

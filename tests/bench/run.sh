@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Benchmark: Direct vs Keycard Broker (`call_api` through `keycard-broker serve`, release build)
+# vs the Keycard reference server (Python MCP server + keycardai-mcp's grant decorator), on this
+# machine, in one run, against one zone emulator and one upstream fixture.
+#
+#   tests/bench/run.sh
+#
+# Prints a markdown table and writes ${CARGO_TARGET_DIR:-target}/bench/{results.md,chart.svg,results.json}.
+# Knobs (environment): BENCH_SECS (measured seconds per cell, default 8), BENCH_WARMUP (1),
+# BENCH_READY_TRIALS (5), BENCH_LIFETIME_SECS (16). The whole run takes about 3 minutes after
+# the builds. Needs what scripts/bootstrap installs (node, gnome-keyring, dbus) and PyPI access
+# for the reference server's pinned packages (tests/bench/requirements.txt).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+if [ -z "${KEYCARD_BENCH_IN_KEYRING:-}" ]; then
+  export KEYCARD_BENCH_IN_KEYRING=1
+  exec "$root/scripts/with-keyring" "$0" "$@"
+fi
+cd "$root"
+target="${CARGO_TARGET_DIR:-$root/target}"
+out="${BENCH_OUT:-$target/bench}"
+mkdir -p "$out" "$target/bench"
+
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench: building release binaries (keycard-broker, keycard-bench) …" >&2
+cargo build --release -p keycard-broker-cli -p keycard-bench >&2
+
+venv="$target/bench/venv"
+stamp="$venv/.requirements.sha256"
+want="$(sha256sum tests/bench/requirements.txt | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bench: installing the reference server's packages into $venv …" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/bench/requirements.txt >&2
+  echo "$want" > "$stamp"
+fi
+for d in tests/zone tests/mcp; do
+  [ -d "$d/node_modules" ] || (cd "$d" && npm ci --silent >&2)
+done
+
+export KEYCARD_BROKER_BIN="${KEYCARD_BROKER_BIN:-$target/release/keycard-broker}"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+echo "bench: standing up zone emulator + upstream fixture + keycard-broker serve (tests/mcp/stack.sh) …" >&2
+eval "$(tests/mcp/stack.sh)"
+read -r zone_pid up_pid serve_pid <<<"$STACK_PIDS"
+pids+=("$zone_pid" "$up_pid" "$serve_pid")
+
+ref_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$venv/bin/python" tests/bench/reference_server.py --zone "$ZONE" --resource "$FIXTURE" --port "$ref_port" \
+  > "$KEYCARD_BROKER_HOME/reference.out" 2> "$KEYCARD_BROKER_HOME/reference.log" &
+ref_pid=$!
+pids+=("$ref_pid")
+for _ in $(seq 300); do
+  grep -q REFERENCE_READY "$KEYCARD_BROKER_HOME/reference.out" 2>/dev/null && break
+  kill -0 "$ref_pid" 2>/dev/null || { cat "$KEYCARD_BROKER_HOME/reference.log" >&2; exit 1; }
+  sleep 0.1
+done
+ref_url="$(sed -n 's/^REFERENCE_READY //p' "$KEYCARD_BROKER_HOME/reference.out")"
+[ -n "$ref_url" ] || { echo "reference server not ready" >&2; cat "$KEYCARD_BROKER_HOME/reference.log" >&2; exit 1; }
+
+cores="$(nproc)"
+export BENCH_MACHINE="$(uname -m), $cores cores shared with other work on this machine (load average before the run: $load_before), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
+export BENCH_REFERENCE_NOTE="Deviation forced by the emulator: its access tokens are opaque, so the reference server's inbound JWT check (the SDK's TokenVerifier) is replaced by a pass-through; that only removes work from the reference. The outbound side (grant decorator, DCR, discovery, exchange through keycardai-oauth's AsyncClient) is the SDK's own code, pointed at the emulator with AuthProvider(zone_url=…)."
+export BENCH_OUT="$out" REF_URL="$ref_url" REF_PID="$ref_pid" BROKER_PID="$serve_pid" \
+  ZONE_PID="$zone_pid" UPSTREAM_PID="$up_pid" MCP_URL MCP_TOKEN FIXTURE ZONE KEYCARD_BROKER_HOME
+"$target/release/keycard-bench"
+echo "bench: logs in $KEYCARD_BROKER_HOME (stack.log, serve.out, reference.log)" >&2

@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""End-to-end test of the real tray app through WebDriver (tauri-driver + WebKitWebDriver).
+
+    e2e.py --app target/debug/keycard-broker-app --shots target/ui-screenshots
+
+Run it inside Xvfb and a private D-Bus + unlocked gnome-keyring (scripts/test-ui does both).
+It starts the zone emulator and the upstream API fixture, then drives the window like a user:
+first run -> sign in (the authorize URL shown in the window is followed by an HTTP client with a
+cookie jar, which lands on the broker's loopback callback) -> add the fixture as a custom resource
+-> connect -> add an agent client -> an MCP call shows up in Activity -> the zone narrows scopes,
+the upstream answers 403 insufficient_scope -> the row needs reconnect -> Reconnect -> connected
+-> Revoke -> revoked. A PNG of each main view goes to --shots.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.options import ArgOptions
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 30
+
+
+def log(*args):
+    print("[e2e]", *args, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd, ready_prefix, env=None):
+    """Starts a fixture that prints `<READY> <url>` on stdout; returns (process, url)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith(ready_prefix + " "):
+            return proc, line.split()[1].rstrip("/")
+    proc.kill()
+    raise SystemExit(f"{cmd} never printed {ready_prefix}")
+
+
+def wait_for(what, f, timeout=TIMEOUT):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            value = f()
+            if value:
+                return value
+        except (WebDriverException, OSError) as e:
+            last = e
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}" + (f" ({last})" if last else ""))
+
+
+class App:
+    def __init__(self, driver, shots):
+        self.d = driver
+        self.shots = shots
+        self.last_url = None
+
+    def find(self, css):
+        return self.d.find_element(By.CSS_SELECTOR, css)
+
+    def finds(self, css):
+        return self.d.find_elements(By.CSS_SELECTOR, css)
+
+    def click(self, css):
+        wait_for(css, lambda: self.find(css).is_enabled() and self.find(css))
+        self.find(css).click()
+
+    def text(self):
+        return self.find("body").text
+
+    def shot(self, name):
+        self.d.execute_script("window.scrollTo(0, 0)")
+        time.sleep(0.3)  # let the scroll and any transition settle
+        path = self.shots / f"{name}.png"
+        self.d.save_screenshot(str(path))
+        log("screenshot", path)
+
+    def tab(self, name):
+        self.click(f"#tab-{name}")
+        wait_for(f"{name} panel", lambda: self.finds(f"#panel-{name}"))
+
+    def follow_auth_url(self):
+        """Reads the authorize URL the window shows and acts as the browser."""
+
+        def fresh():
+            for el in self.finds("#auth-url"):
+                v = el.get_attribute("value")
+                if v and v != self.last_url:
+                    return v
+            return None
+
+        url = wait_for("the authorize URL in the window", fresh)
+        self.last_url = url
+        with requests.Session() as browser:
+            r = browser.get(url, timeout=TIMEOUT, allow_redirects=True)
+        log("authorize round ended at", r.url.split("?")[0], r.status_code)
+        assert r.status_code == 200, f"callback answered {r.status_code}: {r.text[:300]}"
+        assert "/callback" in r.url, r.url
+
+    def row(self, resource):
+        return self.find(f'li[data-resource="{resource}"]')
+
+    def wait_status(self, resource, status):
+        wait_for(f"{resource} to be {status}", lambda: self.row(resource).get_attribute("data-status") == status)
+
+
+class Mcp:
+    """Minimal Streamable HTTP MCP client (2025-11-25, session), like crates/cli/tests/common Mcp."""
+
+    def __init__(self, url, token):
+        self.url = url
+        self.http = requests.Session()
+        self.http.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"})
+        self.next_id = 1
+        init = self.rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "ui-e2e", "version": "1"}})
+        assert init["result"]["protocolVersion"] == "2025-11-25", init
+        r = self.http.post(self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, timeout=TIMEOUT)
+        assert r.status_code == 202, r.status_code
+
+    def rpc(self, method, params):
+        rid = self.next_id
+        self.next_id += 1
+        r = self.http.post(self.url, json={"jsonrpc": "2.0", "id": rid, "method": method, "params": params}, timeout=TIMEOUT)
+        assert r.status_code == 200, (method, r.status_code, r.text[:300])
+        if "mcp-session-id" in r.headers:
+            self.http.headers.update({"mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"})
+        messages = []
+        for event in r.text.replace("\r\n", "\n").split("\n\n"):
+            data = "\n".join(l[5:].lstrip(" ") for l in event.splitlines() if l.startswith("data:"))
+            if data.strip():
+                messages.append(data)
+        messages.append(r.text)
+        for m in messages:
+            try:
+                msg = json.loads(m)
+            except ValueError:
+                continue
+            if isinstance(msg, dict) and msg.get("id") == rid:
+                return msg
+        raise AssertionError(f"no response to {method}: {r.text[:300]}")
+
+    def call_api(self, method, url, body=None):
+        args = {"method": method, "url": url}
+        if body is not None:
+            args["body"] = body
+        return self.rpc("tools/call", {"name": "call_api", "arguments": args})["result"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--app", required=True)
+    ap.add_argument("--shots", required=True)
+    ap.add_argument("--cli", help="keycard-broker binary: also check that CLI admin commands reach the running app")
+    ap.add_argument("--driver", default=shutil.which("tauri-driver") or str(Path.home() / ".cargo/bin/tauri-driver"))
+    args = ap.parse_args()
+    shots = Path(args.shots)
+    shots.mkdir(parents=True, exist_ok=True)
+    app_bin = str(Path(args.app).resolve())
+
+    procs = []
+    home = tempfile.mkdtemp(prefix="kb-ui-e2e-")
+    try:
+        zone, issuer = start(["node", "tests/zone/server.mjs", "--port", "0"], "ZONE_READY")
+        procs.append(zone)
+        upstream, fixture = start(["node", "tests/upstream/server.mjs", "--zone", issuer, "--port", "0"], "UPSTREAM_READY")
+        procs.append(upstream)
+        resource = fixture + "/api"
+        port = free_port()
+        log("zone", issuer, "fixture", resource, "broker port", port, "home", home)
+
+        env = dict(os.environ, KEYCARD_BROKER_HOME=home, KEYCARD_BROKER_PORT=str(port), KEYCARD_BROKER_NO_BROWSER="1")
+        env.pop("KEYCARD_ZONE", None)
+        wd_port, native_port = free_port(), free_port()
+        driver_proc = subprocess.Popen(
+            [args.driver, "--port", str(wd_port), "--native-port", str(native_port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(shots / "tauri-driver.log", "w"),
+        )
+        procs.append(driver_proc)
+        wait_for("tauri-driver", lambda: socket.create_connection(("127.0.0.1", wd_port), timeout=1).close() or True)
+
+        options = ArgOptions()
+        options.set_capability("browserName", "wry")
+        options.set_capability("tauri:options", {"application": app_bin})
+        d = webdriver.Remote(command_executor=f"http://127.0.0.1:{wd_port}", options=options)
+        try:
+            run(App(d, shots), issuer, fixture, resource, port)
+            if args.cli:
+                cli_reaches_app(App(d, shots), args.cli, env)
+        except BaseException:
+            try:
+                d.save_screenshot(str(shots / "failure.png"))
+                (shots / "failure.txt").write_text(d.find_element(By.CSS_SELECTOR, "body").text)
+            except WebDriverException:
+                pass
+            raise
+        finally:
+            d.quit()
+        print(json.dumps({"ok": True, "screenshots": sorted(p.name for p in shots.glob("*.png"))}))
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run(app, issuer, fixture, resource, port):
+    # First run: empty home, so the zone form shows.
+    wait_for("the first-run form", lambda: app.finds("#zone"))
+    app.click("#use-demo")
+    assert app.find("#zone").get_attribute("value") == "http://127.0.0.1:8940"
+    app.shot("1-first-run")
+    z = app.find("#zone")
+    z.clear()
+    z.send_keys(issuer)
+    app.click("#sign-in")
+    app.follow_auth_url()
+    wait_for("signed in", lambda: app.finds("#tab-connections"))
+    assert "demo@keycard.test" in app.find("[data-testid=account]").text, app.find("[data-testid=account]").text
+
+    # Connect the fixture as a custom resource.
+    app.click("button[aria-controls=add-resource]")
+    app.find("#resource-url").send_keys(resource)
+    app.find("#resource-name").send_keys("Fixture API")
+    app.click("#resource-add")
+    wait_for("the custom resource row", lambda: app.finds(f'li[data-resource="{resource}"]'))
+    app.row(resource).find_element(By.CSS_SELECTOR, "button[data-action=connect]").click()
+    app.follow_auth_url()
+    app.wait_status(resource, "connected")
+    assert "Connected" in app.row(resource).text
+    app.shot("2-connections")
+
+    # An agent client and a call through the MCP endpoint.
+    app.tab("clients")
+    assert "No agent clients yet" in app.text()
+    app.click("#add-client")
+    app.click("input[value=cursor]")
+    name = app.find("#client-name")
+    name.clear()
+    name.send_keys("e2e-agent")
+    app.click("#client-snippet")
+    token = wait_for("the client token", lambda: app.finds("#client-token") and app.find("#client-token").get_attribute("value"))
+    app.shot("3-clients")
+    mcp = Mcp(f"http://127.0.0.1:{port}/mcp", token)
+    result = mcp.call_api("GET", f"{fixture}/api/items")
+    assert not result.get("isError"), result
+
+    app.tab("activity")
+    wait_for("the call in Activity", lambda: "e2e-agent" in app.find("[data-testid=activity-table]").text)
+    assert "/api/items" in app.find("[data-testid=activity-table]").text
+    app.shot("4-activity")
+
+    # The zone narrows the grant; the upstream then refuses the write: needs reconnect.
+    requests.post(f"{issuer}/__control/narrow", json={"resource": resource, "scopes": ["read"]}, timeout=TIMEOUT).raise_for_status()
+    requests.post(f"{fixture}/__control/reject-next", json={"count": 1}, timeout=TIMEOUT).raise_for_status()
+    result = mcp.call_api("POST", f"{fixture}/api/items", body=json.dumps({"name": "x"}))
+    assert result.get("isError"), result
+    app.tab("connections")
+    app.wait_status(resource, "needs_reconnect")
+    assert "Needs reconnect" in app.row(resource).text
+    wait_for("the tab badge", lambda: app.finds("#tab-connections .count"))
+    app.shot("5-needs-reconnect")
+    app.row(resource).find_element(By.CSS_SELECTOR, "button[data-action=reconnect]").click()
+    app.follow_auth_url()
+    app.wait_status(resource, "connected")
+    result = mcp.call_api("POST", f"{fixture}/api/items", body=json.dumps({"name": "y"}))
+    assert not result.get("isError"), result
+
+    # Revoke, through the confirm dialog.
+    app.row(resource).find_element(By.CSS_SELECTOR, "button[data-action=revoke]").click()
+    wait_for("the confirm dialog", lambda: app.finds("[role=alertdialog]"))
+    dialog = app.find("[role=alertdialog]").text
+    assert "Keycard console" in dialog and "forgets" in dialog, dialog
+    app.shot("6-revoke-confirm")
+    app.click("#confirm-ok")
+    app.wait_status(resource, "revoked")
+
+    app.tab("settings")
+    assert issuer in app.find("[data-testid=settings-zone]").text
+    assert app.find("[data-testid=settings-keychain]").text.strip() != "unavailable"
+    app.shot("7-settings")
+
+
+def cli_reaches_app(app, cli, env):
+    """The CLI's admin commands go to the running app (control socket); the window updates at once."""
+    app.tab("clients")
+    out = subprocess.run([cli, "clients", "add", "cli-agent"], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    wait_for("the CLI's client in the window", lambda: app.finds("[data-testid=client-cli-agent]"))
+    out = subprocess.run([cli, "status", "--json"], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0 and json.loads(out.stdout)["session"] == "signed_in", out.stdout + out.stderr
+    log("CLI admin commands reach the running app")
+
+
+if __name__ == "__main__":
+    main()
