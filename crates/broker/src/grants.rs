@@ -393,12 +393,14 @@ impl Grants {
                 } else {
                     (GrantStatus::NeedsReconnect, Some(scope_reason(&missing)))
                 };
+                // A reconnect keeps the connection's history (when it was last used).
+                let last_used_at = self.db.grant(&resource)?.and_then(|g| g.last_used_at);
                 self.save_grant(GrantRecord {
                     resource: resource.clone(),
                     status,
                     scopes: granted,
                     connected_at: Some(now),
-                    last_used_at: None,
+                    last_used_at,
                     last_error: last_error.clone(),
                     updated_at: now,
                 })?;

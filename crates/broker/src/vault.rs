@@ -92,7 +92,19 @@ impl Vault {
 
     /// Human name of the backend, for status displays.
     pub fn backend(&self) -> String {
-        self.store.vendor()
+        let vendor = self.store.vendor();
+        let name = if vendor.starts_with("Secret Service") {
+            "Secret Service (GNOME Keyring / KWallet)"
+        } else if vendor.to_ascii_lowercase().contains("mock") {
+            "in-memory test store"
+        } else if cfg!(target_os = "macos") {
+            "macOS Keychain"
+        } else if cfg!(target_os = "windows") {
+            "Windows Credential Manager"
+        } else {
+            return vendor;
+        };
+        name.to_string()
     }
 
     pub fn profile(&self) -> &str {

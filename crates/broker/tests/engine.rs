@@ -184,6 +184,11 @@ async fn refresh_with_resource_strategy_rotates_the_connection_token() {
 async fn narrowed_scopes_need_reconnect_and_reconnect_fixes_it() {
     let zone = ZoneEmulator::start().await;
     let (s, broker) = connected(&zone, UpstreamStrategy::Exchange).await;
+    broker.upstream_token(FIXTURE).await.unwrap();
+    // A fresh broker: nothing cached, so the next acquisition meets the narrowed grant.
+    broker.shutdown().await;
+    drop(broker);
+    let broker = open(&s).await;
     zone.control("narrow", json!({"resource": FIXTURE, "scopes": ["read"]}))
         .await;
     let err = broker.upstream_token(FIXTURE).await.unwrap_err();
@@ -200,6 +205,12 @@ async fn narrowed_scopes_need_reconnect_and_reconnect_fixes_it() {
     assert_eq!(
         broker.status().unwrap().connections[0].status,
         GrantStatus::Connected
+    );
+    assert!(
+        broker.status().unwrap().connections[0]
+            .last_used_at
+            .is_some(),
+        "a reconnect keeps the history"
     );
     let token = broker.upstream_token(FIXTURE).await.unwrap();
     assert!(token.scopes.contains(&"write".to_string()));
