@@ -319,3 +319,41 @@ async fn client_config_write_gives_a_working_client() {
         "clients list never shows tokens"
     );
 }
+
+#[tokio::test]
+async fn upstream_401_storm_retries_once_per_call_and_never_loops() {
+    let s = stack(None).await;
+    let api = s.upstream.api();
+    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let get = json!({"method": "GET", "url": format!("{api}/items")});
+    assert_eq!(
+        mcp.tool("call_api", get.clone()).await["structuredContent"]["status"],
+        200
+    );
+    s.zone.reset_counters().await;
+    s.upstream.control("reject-next", json!({"count": 6})).await;
+    for _ in 0..3 {
+        // Each call: 401, fresh token, one retry, 401 again → the agent sees the 401.
+        let r = mcp.tool("call_api", get.clone()).await;
+        assert_eq!(r["structuredContent"]["status"], 401, "{r}");
+    }
+    assert_eq!(
+        s.zone.token_calls("token_exchange").await,
+        3,
+        "one new token per call, no loop"
+    );
+    assert_eq!(
+        s.upstream.stats().await["requests"].as_u64().unwrap() >= 7,
+        true
+    );
+    let ok = mcp.tool("call_api", get).await;
+    assert_eq!(
+        ok["structuredContent"]["status"], 200,
+        "recovers when the storm ends"
+    );
+    let status: Value = serde_json::from_str(&s.home.ok(&["status", "--json"]).await).unwrap();
+    assert_eq!(
+        status["connections"][0]["status"], "connected",
+        "a 401 storm is not a reconnect"
+    );
+}
