@@ -10,7 +10,7 @@ fn guard() -> &'static broker::mcp::guard::Guard {
         let db = Arc::new(broker::db::Db::open_in_memory().expect("db"));
         let clients = broker::clients::Clients::new(db);
         let _ = clients.add("agent");
-        broker::mcp::guard::Guard::new(clients, 8937)
+        broker::mcp::guard::Guard::new(clients, 8937, Arc::default())
     })
 }
 

@@ -183,6 +183,7 @@ fn audit_and_admin_errors_are_messages() {
 #[test]
 fn tray_summary_words() {
     let status = |session: &str, grants: &[broker::GrantStatus]| broker::Status {
+        paused: false,
         zone: Some("http://127.0.0.1:1".into()),
         account: None,
         session: session.into(),
@@ -213,6 +214,11 @@ fn tray_summary_words() {
     assert_eq!(state, TrayState::Attention);
     assert!(tip.contains("P1"), "{tip}");
     assert_eq!(summarize(Err("port in use")).0, TrayState::Attention);
+    let mut paused = status("signed_in", &[Connected]);
+    paused.paused = true;
+    let (state, tip) = summarize(Ok(&paused));
+    assert_eq!(state, TrayState::Attention);
+    assert!(tip.contains("paused"), "{tip}");
 }
 
 #[test]

@@ -46,6 +46,12 @@ pub fn summarize(status: Result<&broker::Status, &str>) -> (TrayState, String) {
         };
         return (TrayState::SignedOut, format!("Keycard Broker — {why}"));
     }
+    if status.paused {
+        return (
+            TrayState::Attention,
+            "Keycard Broker — agent access paused".to_string(),
+        );
+    }
     let attention: Vec<&str> = status
         .connections
         .iter()
@@ -83,6 +89,8 @@ pub fn status_words(status: GrantStatus) -> &'static str {
     }
 }
 
+const PAUSE_ID: &str = "pause-toggle";
+
 fn menu<R: Runtime>(app: &AppHandle<R>, status: Option<&broker::Status>) -> tauri::Result<Menu<R>> {
     let open = MenuItem::with_id(app, "open", "Open Keycard Broker", true, None::<&str>)?;
     let connections = Submenu::with_id(app, "connections", "Connections", true)?;
@@ -112,9 +120,21 @@ fn menu<R: Runtime>(app: &AppHandle<R>, status: Option<&broker::Status>) -> taur
             None::<&str>,
         )?)?;
     }
+    let paused = status.is_some_and(|s| s.paused);
+    let pause = MenuItem::with_id(
+        app,
+        PAUSE_ID,
+        if paused {
+            "Resume agent access"
+        } else {
+            "Pause agent access"
+        },
+        status.is_some(),
+        None::<&str>,
+    )?;
     let separator = PredefinedMenuItem::separator(app)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
-    Menu::with_items(app, &[&open, &connections, &separator, &quit])
+    Menu::with_items(app, &[&open, &connections, &pause, &separator, &quit])
 }
 
 /// Creates the tray icon (signed-out look until the engine reports).
@@ -143,6 +163,15 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
     match id {
         "open" => crate::show_main(app),
         "quit" => crate::quit(app),
+        PAUSE_ID => {
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                if let Ok(broker) = app.state::<Shell>().broker().await {
+                    // The engine's PauseChanged event refreshes this menu and the tooltip.
+                    broker.set_paused(!broker.paused());
+                }
+            });
+        }
         _ => {
             if let Some(resource) = id.strip_prefix(CONNECTION_PREFIX) {
                 let resource = resource.to_string();

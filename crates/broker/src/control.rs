@@ -23,6 +23,8 @@ const MAX_LINE: usize = 64 * 1024;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Status,
+    Pause,
+    Resume,
     Login {
         timeout_secs: u64,
     },
@@ -90,6 +92,10 @@ pub async fn handle(
 ) -> Result<Value, BrokerError> {
     match request {
         Request::Status => to_value(broker.status()?),
+        Request::Pause | Request::Resume => {
+            broker.set_paused(matches!(request, Request::Pause));
+            to_value(broker.status()?)
+        }
         Request::Login { timeout_secs } => {
             let round = broker.begin_login().await?;
             on_url(round.url.as_str());

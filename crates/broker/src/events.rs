@@ -26,6 +26,10 @@ pub enum Event {
     ResourcesChanged,
     /// An agent client was added, rotated or removed.
     ClientsChanged,
+    /// The user paused or resumed agent access.
+    PauseChanged {
+        paused: bool,
+    },
     /// A new audit record (agent call or token acquisition) for the live activity view.
     Activity {
         record: AuditRecord,

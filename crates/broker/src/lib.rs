@@ -108,6 +108,9 @@ pub struct Status {
     pub account: Option<String>,
     /// `signed_in`, `needs_login` or `signed_out`.
     pub session: String,
+    /// Agent access paused by the user (the MCP endpoint answers 503).
+    #[serde(default)]
+    pub paused: bool,
     pub connections: Vec<ConnectionStatus>,
 }
 
@@ -197,6 +200,7 @@ pub struct Broker {
     /// Connected providers, derived from the database and cached per `Db::generation`.
     connected: std::sync::Mutex<Option<(u64, Arc<Vec<Provider>>)>>,
     http: reqwest::Client,
+    paused: Arc<std::sync::atomic::AtomicBool>,
     listener: Mutex<Option<Listener>>,
 }
 
@@ -244,6 +248,7 @@ impl Broker {
             events,
             callbacks,
             grants,
+            paused: Arc::default(),
             listener: Mutex::new(None),
         })
     }
@@ -416,6 +421,7 @@ impl Broker {
                 None => "signed_out",
             }
             .into(),
+            paused: self.paused(),
             connections,
         })
     }
@@ -652,6 +658,26 @@ impl Broker {
         self.clients.remove(name)?;
         self.events.emit(Event::ClientsChanged);
         Ok(())
+    }
+
+    /// Pauses or resumes every agent's access at once (grants and clients stay as they are).
+    pub fn set_paused(&self, paused: bool) {
+        let was = self
+            .paused
+            .swap(paused, std::sync::atomic::Ordering::Relaxed);
+        if was != paused {
+            tracing::info!(paused, "agent access changed");
+            self.events.emit(Event::PauseChanged { paused });
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The switch the endpoint guard reads on every request.
+    pub fn pause_switch(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.paused.clone()
     }
 
     /// Keeps the confidential application's secret in the keychain (never in the config).

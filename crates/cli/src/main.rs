@@ -72,6 +72,10 @@ enum Command {
     },
     /// Sign out: revoke and wipe the session and all connections.
     Logout,
+    /// Pause every agent's access to the running broker (its endpoint answers 503).
+    Pause,
+    /// Resume agent access.
+    Resume,
     /// Run the broker: the loopback MCP endpoint and the OAuth callback on one port.
     Serve {
         #[arg(long)]
@@ -391,6 +395,35 @@ async fn run(command: Command, mut config: Config) -> Result<(), String> {
             println!(
                 "Signed out; the session and all connections were revoked and wiped from the keychain."
             );
+        }
+        Command::Pause | Command::Resume => {
+            let pause = matches!(command, Command::Pause);
+            let socket = control::socket_path(&config.paths.data_dir);
+            let request = if pause {
+                Request::Pause
+            } else {
+                Request::Resume
+            };
+            // Pausing means something only to a running broker: no in-process fallback.
+            match control::call(&socket, &request, |_| {}).await {
+                Some(result) => {
+                    result?;
+                    println!(
+                        "{}",
+                        if pause {
+                            "Agent access paused."
+                        } else {
+                            "Agent access resumed."
+                        }
+                    );
+                }
+                None => {
+                    return Err(
+                        "no Keycard Broker is running (start `keycard-broker serve` or the app)"
+                            .into(),
+                    );
+                }
+            }
         }
         Command::Serve { port } => {
             if let Some(port) = port {
@@ -713,6 +746,9 @@ fn print_status(status: &broker::Status) {
         status.account.as_deref().unwrap_or("-"),
         status.session.replace('_', " ")
     );
+    if status.paused {
+        println!("Agents:  paused (run `keycard-broker resume`)");
+    }
     if status.connections.is_empty() {
         println!("No connections yet — run `keycard-broker connect github` (or any resource).");
         return;

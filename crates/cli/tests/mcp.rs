@@ -354,3 +354,22 @@ async fn upstream_401_storm_retries_once_per_call_and_never_loops() {
         "a 401 storm is not a reconnect"
     );
 }
+
+#[tokio::test]
+async fn pause_stops_every_agent_until_resume() {
+    let s = stack(None).await;
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    s.home.ok(&["pause"]).await;
+    let status: Value = serde_json::from_str(&s.home.ok(&["status", "--json"]).await).unwrap();
+    assert_eq!(status["paused"], true);
+    let r = mcp.post(list.clone()).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("paused"));
+    s.home.ok(&["resume"]).await;
+    assert_eq!(mcp.post(list).await.status(), 200);
+    // With no broker running, pausing has nothing to act on: a clear refusal.
+    let idle = common::Home::new();
+    let err = one_line_error(&idle.run(&["pause"]).await);
+    assert!(err.contains("no Keycard Broker is running"), "{err}");
+}

@@ -34,14 +34,17 @@ pub struct AgentClient(pub String);
 
 pub struct Guard {
     clients: Clients,
+    /// The user paused agent access (tray / `keycard-broker pause`).
+    paused: Arc<std::sync::atomic::AtomicBool>,
     hosts: Vec<String>,
     origins: Vec<String>,
 }
 
 impl Guard {
-    pub fn new(clients: Clients, port: u16) -> Guard {
+    pub fn new(clients: Clients, port: u16, paused: Arc<std::sync::atomic::AtomicBool>) -> Guard {
         Guard {
             clients,
+            paused,
             hosts: vec![
                 format!("127.0.0.1:{port}"),
                 format!("localhost:{port}"),
@@ -98,6 +101,10 @@ impl Guard {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized(true, "malformed Authorization header"))?;
         match self.clients.authenticate(token) {
+            Ok(Some(_)) if self.paused.load(std::sync::atomic::Ordering::Relaxed) => Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "agent access is paused in Keycard Broker; the user can resume it from the tray",
+            )),
             Ok(Some(name)) => Ok(name),
             Ok(None) => Err(unauthorized(true, "unknown or removed client token")),
             Err(e) => {
@@ -195,7 +202,7 @@ mod tests {
             .token
             .expose_secret()
             .to_string();
-        (Guard::new(clients, 8937), token)
+        (Guard::new(clients, 8937, Arc::default()), token)
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -291,6 +298,14 @@ mod tests {
             ("content-length", "99999999"),
         ];
         assert_eq!(status(g.decide(&headers(&big), None)), 413);
+        g.paused.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(status(g.decide(&headers(&ok), None)), 503, "paused");
+        assert_eq!(
+            status(g.decide(&headers(&[("host", "127.0.0.1:8937")]), None)),
+            401,
+            "auth first"
+        );
+        g.paused.store(false, std::sync::atomic::Ordering::Relaxed);
         let two = headers(&[
             ("host", "127.0.0.1:8937"),
             ("authorization", &bearer),

@@ -42,7 +42,11 @@ pub fn router(broker: Arc<Broker>, port: u16) -> axum::Router {
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let state = Arc::new(guard::Guard::new(broker.clients().clone(), port));
+    let state = Arc::new(guard::Guard::new(
+        broker.clients().clone(),
+        port,
+        broker.pause_switch(),
+    ));
     axum::Router::new()
         .route_service(MCP_PATH, service)
         .layer(axum::middleware::from_fn_with_state(state, guard::check))
