@@ -7,8 +7,8 @@
 --mode legacy negotiates 2025-11-25 (initialize + session), --mode auto 2026-07-28 (server/discover,
 stateless); the negotiated version is asserted. Checks tools/list, list_connections, call_api
 (GET/POST items, token scrubbing on echo-token, foreign URL, caller Authorization header).
-In legacy mode a second session declares URL elicitation and calls connect: the broker must send
-`elicitation/create` mode url with the zone's /authorize URL and no secret in it (--elicit skip
+A second session declares URL elicitation and calls connect: the broker must ask for the URL
+(legacy: `elicitation/create`; auto/2026-07-28: an `input_required` result) with mode url with the zone's /authorize URL and no secret in it (--elicit skip
 turns that off; decline answers decline). --zone (the zone emulator's issuer) adds a stronger
 scrubbing check: no secret the zone ever issued may appear in any tool result.
 Prints one JSON summary line; exits 1 with a message on the first failed assertion.
@@ -123,9 +123,12 @@ async def elicitation_check(args, summary):
         seen.append(params.model_dump(by_alias=True, exclude_none=True))
         return types.ElicitResult(action=args.elicit)
 
-    http, client = connect(args, mode="legacy", elicitation_callback=on_elicit)
+    http, client = connect(args, mode=args.mode, elicitation_callback=on_elicit)
+    want = "2025-11-25" if args.mode == "legacy" else "2026-07-28"
     async with http, client:
-        check(client.protocol_version == "2025-11-25", f"elicitation session negotiated {client.protocol_version}")
+        # 2025-11-25: `elicitation/create` on the open stream; 2026-07-28: an `input_required`
+        # result the client fulfils and retries.
+        check(client.protocol_version == want, f"elicitation session negotiated {client.protocol_version}")
         result = await client.call_tool("connect", {"resource": args.fixture})
     check(len(seen) == 1, f"connect sent {len(seen)} elicitation requests (expected 1); result {dump(result)}")
     req = seen[0]
@@ -158,7 +161,7 @@ async def main():
     summary = {"check": "client_check", "mode": args.mode, "ok": False}
     try:
         await main_checks(args, summary)
-        if args.mode == "legacy" and args.elicit != "skip":
+        if args.elicit != "skip":
             await elicitation_check(args, summary)
         summary["ok"] = True
     except Exception as e:  # anyio task groups wrap what the checks raise: report the innermost error

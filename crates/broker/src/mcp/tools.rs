@@ -2,14 +2,17 @@
 //! `list_connections`, `call_api {method, url, headers?, body?, resource?}`, `connect {resource}`.
 //! No tool result ever carries a token.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, ElicitationAction, Implementation, ServerCapabilities,
-    ServerConfig,
+    CallToolResponse, CallToolResult, ContentBlock, ElicitRequest, ElicitRequestParams,
+    ElicitationAction, Implementation, InputRequest, InputRequiredResult, ProtocolVersion,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -32,9 +35,17 @@ pub struct ConnectArgs {
     pub resource: String,
 }
 
+/// Consent rounds waiting for a 2026-07-28 client's answer, by round id. Shared by every
+/// handler instance (stateless requests each get a new one).
+pub type PendingRounds = Arc<std::sync::Mutex<HashMap<String, tokio::task::AbortHandle>>>;
+
+/// Key of the consent elicitation inside an `input_required` result.
+const CONSENT_KEY: &str = "consent";
+
 #[derive(Clone)]
 pub struct BrokerTools {
     broker: Arc<Broker>,
+    pending: PendingRounds,
     tool_router: ToolRouter<Self>,
 }
 
@@ -53,9 +64,10 @@ fn text_error(message: impl Into<String>) -> CallToolResult {
 
 #[tool_router]
 impl BrokerTools {
-    pub fn new(broker: Arc<Broker>) -> BrokerTools {
+    pub fn new(broker: Arc<Broker>, pending: PendingRounds) -> BrokerTools {
         BrokerTools {
             broker,
+            pending,
             tool_router: Self::tool_router(),
         }
     }
@@ -143,18 +155,53 @@ impl BrokerTools {
     async fn connect(
         &self,
         Parameters(args): Parameters<ConnectArgs>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
+    ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
         let client = client_of(&context);
         let mut record = AuditRecord::new("connect", client.as_deref());
+        // 2026-07-28 second leg: the client answers the `input_required` we returned.
+        if let Some(round_id) = state {
+            let action = responses
+                .as_ref()
+                .and_then(|r| r.get(CONSENT_KEY))
+                .and_then(|v| v["action"].as_str())
+                .unwrap_or("cancel")
+                .to_string();
+            let handle = self
+                .pending
+                .lock()
+                .ok()
+                .and_then(|mut p| p.remove(&round_id));
+            let text = if action == "accept" {
+                "The user accepted; the connection completes in Keycard Broker once they approve in the browser. Call list_connections to see it.".to_string()
+            } else {
+                if let Some(h) = handle {
+                    h.abort();
+                }
+                record.outcome = "declined".into();
+                format!(
+                    "The user {}; nothing was changed.",
+                    if action == "decline" {
+                        "declined"
+                    } else {
+                        "cancelled"
+                    }
+                )
+            };
+            record.latency_ms = started.elapsed().as_millis() as u64;
+            self.broker.record(&record);
+            return Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into());
+        }
         let round = match self.broker.begin_connect(&args.resource).await {
             Ok(round) => round,
             Err(e) => {
                 record.outcome = "error".into();
                 record.detail = Some(e.to_string());
                 self.broker.record(&record);
-                return Ok(text_error(e.to_string()));
+                return Ok(text_error(e.to_string()).into());
             }
         };
         let name = match &round.kind {
@@ -179,6 +226,36 @@ impl BrokerTools {
         });
         let message =
             format!("Connect {name} to Keycard Broker: approve access in your Keycard zone.");
+        let modern = context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        let url_capable = context
+            .peer
+            .supported_elicitation_modes()
+            .contains(&rmcp::service::ElicitationMode::Url)
+            || context
+                .client_capabilities()
+                .and_then(|c| c.elicitation)
+                .is_some_and(|e| e.url.is_some());
+        if modern && url_capable {
+            // 2026-07-28 has no server-to-client requests: ask through `input_required`; the
+            // client retries with the user's answer and this round's id as request state.
+            let round_id = rand_id();
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.insert(round_id.clone(), completion.abort_handle());
+            }
+            let request = ElicitRequest::new(ElicitRequestParams::UrlElicitationParams {
+                meta: None,
+                message,
+                url: url.to_string(),
+                elicitation_id: format!("keycard-connect-{round_id}"),
+            });
+            let mut requests = rmcp::model::InputRequests::new();
+            requests.insert(CONSENT_KEY.to_string(), InputRequest::Elicitation(request));
+            record.latency_ms = started.elapsed().as_millis() as u64;
+            self.broker.record(&record);
+            return Ok(InputRequiredResult::new(Some(requests), Some(round_id)).into());
+        }
         // URL elicitation when the client declared it (2025-11-25); otherwise — or when the
         // client does not answer — the broker opens the system browser itself. The URL is a
         // plain authorize URL: no secret in it.
@@ -219,7 +296,7 @@ impl BrokerTools {
         };
         record.latency_ms = started.elapsed().as_millis() as u64;
         self.broker.record(&record);
-        Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
     }
 }
 
