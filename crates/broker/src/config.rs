@@ -83,7 +83,22 @@ pub struct BrokerSettings {
     /// Namespace of this broker's keychain entries (several homes can share one keychain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// Where the zone sends the browser back: the loopback listener (default) or the app's
+    /// custom URL scheme (deep link), for zones that allow private-use redirect URIs.
+    #[serde(default)]
+    pub redirect: RedirectMode,
 }
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedirectMode {
+    #[default]
+    Loopback,
+    DeepLink,
+}
+
+/// The private-use redirect URI (RFC 8252 §7.1: reverse domain name scheme).
+pub const DEEP_LINK_REDIRECT: &str = "cloud.keycard.broker:/callback";
 
 fn default_port() -> u16 {
     DEFAULT_PORT
@@ -94,6 +109,7 @@ impl Default for BrokerSettings {
         BrokerSettings {
             port: DEFAULT_PORT,
             profile: None,
+            redirect: RedirectMode::Loopback,
         }
     }
 }

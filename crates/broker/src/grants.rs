@@ -19,7 +19,7 @@ use crate::BrokerError;
 use crate::audit::{Audit, AuditRecord};
 use crate::callback::{CALLBACK_PATH, Callbacks, Waiter};
 use crate::catalog::{self, Provider};
-use crate::config::{Config, UpstreamStrategy};
+use crate::config::{Config, DEEP_LINK_REDIRECT, RedirectMode, UpstreamStrategy};
 use crate::db::{Db, GrantRecord, RegistrationRecord, SessionRecord, SessionStatus};
 use crate::events::{Event, Events};
 use crate::vault::{SecretKey, Vault};
@@ -197,7 +197,12 @@ impl Grants {
     }
 
     fn redirect_uri(&self) -> String {
-        format!("http://127.0.0.1:{}{CALLBACK_PATH}", self.config.port())
+        match self.config.settings.broker.redirect {
+            RedirectMode::Loopback => {
+                format!("http://127.0.0.1:{}{CALLBACK_PATH}", self.config.port())
+            }
+            RedirectMode::DeepLink => DEEP_LINK_REDIRECT.to_string(),
+        }
     }
 
     fn slot(&self, key: &str) -> Slot {

@@ -680,6 +680,26 @@ impl Broker {
         self.paused.clone()
     }
 
+    /// Hands an OAuth redirect that arrived as a deep link (`cloud.keycard.broker:/callback?…`,
+    /// opened by the OS and passed to the app) to the waiting round. Anything else is refused.
+    /// Returns the sentence to show the user.
+    pub fn deliver_deep_link(&self, link: &str) -> Result<String, String> {
+        let Some(rest) = link.strip_prefix(config::DEEP_LINK_REDIRECT) else {
+            return Err("not a Keycard Broker sign-in link".into());
+        };
+        let query = match rest.strip_prefix('?') {
+            Some(q) => q.split('#').next().unwrap_or(""),
+            None if rest.is_empty() => "",
+            None => return Err("not a Keycard Broker sign-in link".into()),
+        };
+        let (status, _, message) = self.callbacks.resolve(query);
+        if status.is_success() {
+            Ok(message)
+        } else {
+            Err(message)
+        }
+    }
+
     /// Keeps the confidential application's secret in the keychain (never in the config).
     pub async fn store_client_secret(&self, secret: SecretString) -> Result<(), BrokerError> {
         Ok(self.vault.put(SecretKey::ClientSecret, secret).await?)

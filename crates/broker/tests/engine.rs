@@ -422,3 +422,38 @@ async fn revoke_and_logout_wipe_the_keychain() {
     assert!(matches!(err, BrokerError::NotSignedIn), "{err}");
     assert_clean(&zone, &s).await;
 }
+
+#[tokio::test]
+async fn deep_link_redirects_complete_a_round() {
+    let zone = ZoneEmulator::start().await;
+    let mut s = setup(&zone, UpstreamStrategy::Exchange);
+    s.config.settings.broker.redirect = broker::config::RedirectMode::DeepLink;
+    s.config.save().unwrap();
+    let broker = open(&s).await;
+    let round = broker.begin_login().await.unwrap();
+    assert!(
+        round.url.as_str().contains("cloud.keycard.broker"),
+        "{}",
+        round.url
+    );
+    let url = round.url.to_string();
+    let complete = broker.complete(round, Duration::from_secs(30));
+    let browser = async {
+        // The OS would hand this link to the app; the app hands it to the engine.
+        let link =
+            testkit::authorize_until_callback(&url, broker::config::DEEP_LINK_REDIRECT).await;
+        assert!(
+            broker
+                .deliver_deep_link("https://evil.example/callback?code=x")
+                .is_err()
+        );
+        let message = broker.deliver_deep_link(link.as_str()).unwrap();
+        assert!(message.contains("close this tab"), "{message}");
+        // Single use, like the loopback route.
+        assert!(broker.deliver_deep_link(link.as_str()).is_err());
+    };
+    let (done, ()) = tokio::join!(complete, browser);
+    done.unwrap();
+    assert_eq!(broker.status().unwrap().session, "signed_in");
+    assert_clean(&zone, &s).await;
+}
