@@ -255,6 +255,33 @@ pub fn quit<R: Runtime>(app: &AppHandle<R>) {
     });
 }
 
+/// OAuth redirects that come back through the app's URL scheme (zones that allow private-use
+/// redirect URIs, `[broker] redirect = "deep-link"`) go to the engine's waiting round.
+fn listen_for_deep_links<R: Runtime>(app: &AppHandle<R>) {
+    use tauri_plugin_deep_link::DeepLinkExt;
+    // Installed bundles register the scheme; a development build registers it at run time.
+    #[cfg(any(target_os = "linux", all(debug_assertions, windows)))]
+    if let Err(e) = app.deep_link().register_all() {
+        tracing::warn!(error = %e, "URL scheme not registered");
+    }
+    let handle = app.clone();
+    app.deep_link().on_open_url(move |event| {
+        for url in event.urls() {
+            let handle = handle.clone();
+            let link = url.to_string();
+            tauri::async_runtime::spawn(async move {
+                let shell = handle.state::<Shell>();
+                match shell.broker().await.map(|b| b.deliver_deep_link(&link)) {
+                    Ok(Ok(_)) => show_main(&handle),
+                    Ok(Err(reason)) | Err(reason) => {
+                        tracing::warn!(%reason, "deep link refused")
+                    }
+                }
+            });
+        }
+    });
+}
+
 /// The tray app's entry point.
 pub fn run() {
     let _ = tracing_subscriber::fmt()
@@ -269,6 +296,9 @@ pub fn run() {
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
             show_main(app)
         }))
+        // With its deep-link feature, a second launch carrying a sign-in link hands it to this
+        // instance's `on_open_url` below.
+        .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_notification::init())
         .plugin(
@@ -280,6 +310,7 @@ pub fn run() {
         .invoke_handler(handler())
         .setup(|app| {
             tray::create(app.handle())?;
+            listen_for_deep_links(app.handle());
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 let result = match Config::from_env() {
