@@ -179,11 +179,7 @@ async fn resources_add<R: Runtime>(
         .filter(|b| !b.trim().is_empty())
         .map(|b| vec![b.trim().to_string()])
         .unwrap_or_default();
-    let scopes = scopes
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let scopes = broker::zone::split_scopes(&scopes.unwrap_or_default());
     admin(
         &app,
         &shell,
