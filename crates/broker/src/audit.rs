@@ -74,6 +74,77 @@ impl std::fmt::Debug for Job {
 }
 
 const BATCH: usize = 512;
+/// Records kept in memory while the database refuses writes (disk full); beyond this the
+/// oldest are dropped, and counted in the log.
+const MAX_BACKLOG: usize = 100_000;
+/// How often a refused backlog is retried when no new record arrives.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The writer thread: batches what is queued into one transaction; if the database refuses
+/// (disk full, I/O error), keeps the records and retries, so a full disk loses no activity
+/// once space is back.
+fn write_loop(db: &Db, rx: &std::sync::mpsc::Receiver<Job>) {
+    let mut backlog: std::collections::VecDeque<AuditRecord> = std::collections::VecDeque::new();
+    let mut dropped: u64 = 0;
+    loop {
+        let first = if backlog.is_empty() {
+            match rx.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            }
+        } else {
+            match rx.recv_timeout(RETRY_EVERY) {
+                Ok(job) => Some(job),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    // Shutting down: one last try.
+                    let all: Vec<&AuditRecord> = backlog.iter().collect();
+                    if let Err(e) = insert(db, &all) {
+                        tracing::error!(error = %e, lost = all.len(), "audit records lost at exit");
+                    }
+                    return;
+                }
+            }
+        };
+        let mut flushes = Vec::new();
+        let mut take = |job: Job, backlog: &mut std::collections::VecDeque<AuditRecord>| match job {
+            Job::Record(r) => backlog.push_back(*r),
+            Job::Flush(done) => flushes.push(done),
+        };
+        if let Some(job) = first {
+            take(job, &mut backlog);
+        }
+        for _ in 0..BATCH {
+            match rx.try_recv() {
+                Ok(job) => take(job, &mut backlog),
+                Err(_) => break,
+            }
+        }
+        while backlog.len() > MAX_BACKLOG {
+            backlog.pop_front();
+            dropped += 1;
+        }
+        let pending: Vec<&AuditRecord> = backlog.iter().collect();
+        match insert(db, &pending) {
+            Ok(()) => {
+                if dropped > 0 {
+                    tracing::error!(
+                        dropped,
+                        "audit records were dropped while the database refused writes"
+                    );
+                    dropped = 0;
+                }
+                backlog.clear();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, waiting = backlog.len(), "audit records kept in memory; the database refused them");
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
 
 impl Audit {
     pub fn new(db: Arc<Db>, events: Events) -> Audit {
@@ -81,32 +152,7 @@ impl Audit {
         let writer_db = db.clone();
         let spawned = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut jobs = vec![first];
-                    while jobs.len() < BATCH {
-                        match rx.try_recv() {
-                            Ok(job) => jobs.push(job),
-                            Err(_) => break,
-                        }
-                    }
-                    let records: Vec<&AuditRecord> = jobs
-                        .iter()
-                        .filter_map(|j| match j {
-                            Job::Record(r) => Some(r.as_ref()),
-                            Job::Flush(_) => None,
-                        })
-                        .collect();
-                    if let Err(e) = insert(&writer_db, &records) {
-                        tracing::error!(error = %e, lost = records.len(), "audit records lost");
-                    }
-                    for job in jobs {
-                        if let Job::Flush(done) = job {
-                            let _ = done.send(());
-                        }
-                    }
-                }
-            });
+            .spawn(move || write_loop(&writer_db, &rx));
         let writer = match spawned {
             Ok(_) => Some(tx),
             Err(e) => {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -18,6 +18,18 @@ use crate::db::{Db, DbError, parse_time};
 /// Prefix that makes a leaked client token recognisable (secret scanners, logs review).
 const TOKEN_PREFIX: &str = "kcb_";
 const LAST_SEEN_RESOLUTION: Duration = Duration::from_secs(60);
+/// How long the in-memory table of token hashes is trusted. Changes made through this
+/// `Clients` (add, issue, remove; the CLI reaches them through the control socket) clear it
+/// at once; the bound only covers another process editing the file directly.
+const TABLE_TTL: Duration = Duration::from_secs(2);
+
+/// Token hash → client name, so authenticating a request needs no SQLite round trip and a
+/// flood of wrong tokens never reaches the database.
+#[derive(Debug)]
+struct Table {
+    loaded_at: Instant,
+    by_hash: HashMap<String, String>,
+}
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClientError {
@@ -47,6 +59,7 @@ pub struct IssuedClient {
 pub struct Clients {
     db: Arc<Db>,
     seen: Arc<Mutex<HashMap<String, Instant>>>,
+    table: Arc<Mutex<Option<Table>>>,
 }
 
 pub fn hash_token(token: &str) -> String {
@@ -91,7 +104,25 @@ impl Clients {
         Clients {
             db,
             seen: Arc::default(),
+            table: Arc::default(),
         }
+    }
+
+    fn forget_table(&self) {
+        *self.table.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn load_table(&self) -> Result<Table, DbError> {
+        let by_hash = self.db.with(|c| {
+            let mut stmt = c.prepare("SELECT token_hash, name FROM clients")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
+        })?;
+        Ok(Table {
+            loaded_at: Instant::now(),
+            by_hash,
+        })
     }
 
     /// Registers a client and returns its token (once).
@@ -109,6 +140,7 @@ impl Clients {
         if inserted == 0 {
             return Err(ClientError::Exists(name.to_string()).into());
         }
+        self.forget_table();
         Ok(IssuedClient {
             name: name.to_string(),
             token,
@@ -129,6 +161,7 @@ impl Clients {
             )?;
             Ok(())
         })?;
+        self.forget_table();
         Ok(IssuedClient {
             name: name.to_string(),
             token,
@@ -166,29 +199,35 @@ impl Clients {
         let removed = self
             .db
             .with(|c| Ok(c.execute("DELETE FROM clients WHERE name = ?1", [name])?))?;
+        self.forget_table();
         if removed == 0 {
             return Err(ClientError::Unknown(name.to_string()).into());
         }
         Ok(())
     }
 
-    /// The client a bearer token belongs to, if any. Looked up by hash on every request,
-    /// so a removal takes effect at once.
+    /// The client a bearer token belongs to, if any. Looked up by hash on every request
+    /// (in memory; a removal or reissue clears the table, so it takes effect at once).
     pub fn authenticate(&self, token: &str) -> Result<Option<String>, ClientsError> {
         if !token.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
         let hash = hash_token(token);
-        let name: Option<String> = self.db.with(|c| {
-            Ok(c.query_row(
-                "SELECT name FROM clients WHERE token_hash = ?1",
-                [hash],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })?;
-        if let Some(name) = &name {
-            self.touch(name)?;
+        let name = {
+            let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            if table
+                .as_ref()
+                .is_none_or(|t| t.loaded_at.elapsed() >= TABLE_TTL)
+            {
+                *table = Some(self.load_table()?);
+            }
+            table.as_ref().and_then(|t| t.by_hash.get(&hash).cloned())
+        };
+        if let Some(name) = &name
+            && let Err(e) = self.touch(name)
+        {
+            // Bookkeeping only: a full disk must not lock agents out.
+            tracing::warn!(error = %e, client = %name, "could not record client use");
         }
         Ok(name)
     }

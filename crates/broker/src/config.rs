@@ -69,6 +69,17 @@ pub struct ZoneSettings {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub upstream_strategy: UpstreamStrategy,
+    /// Seconds one zone request may take before it counts as failed (and is retried).
+    /// Bounds how long an agent waits on a slow zone.
+    #[serde(default = "default_zone_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// Zone requests answered slower than this fail; 1..=300 is accepted.
+pub const DEFAULT_ZONE_TIMEOUT_SECS: u64 = 20;
+
+fn default_zone_timeout() -> u64 {
+    DEFAULT_ZONE_TIMEOUT_SECS
 }
 
 fn default_scopes() -> Vec<String> {
@@ -291,7 +302,12 @@ impl ZoneSettings {
             resource: None,
             scopes: default_scopes(),
             upstream_strategy: UpstreamStrategy::default(),
+            timeout_secs: DEFAULT_ZONE_TIMEOUT_SECS,
         }
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs)
     }
 }
 
@@ -302,6 +318,12 @@ pub fn parse(text: &str) -> Result<Settings, String> {
         normalize_zone(&zone.issuer).map_err(|e| e.to_string())?;
         if let Some(resource) = &zone.resource {
             url::Url::parse(resource).map_err(|e| format!("zone.resource: {e}"))?;
+        }
+        if !(1..=300).contains(&zone.timeout_secs) {
+            return Err(format!(
+                "zone.timeout_secs: {} is out of range (1 to 300 seconds)",
+                zone.timeout_secs
+            ));
         }
     }
     Ok(settings)

@@ -1,9 +1,10 @@
 //! SQLite: grant metadata, the session's public facts, custom resources, settings.
 //! No secret value is ever written here; tests grep the file for every token the zone issued.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -78,11 +79,18 @@ pub enum DbError {
     Sqlite(String),
     #[error("the broker database holds an unreadable value in {0}")]
     Corrupt(String),
+    #[error(
+        "the disk holding the broker database is full; free some space and retry (grants are safe in the keychain)"
+    )]
+    Full,
 }
 
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
-        DbError::Sqlite(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => DbError::Full,
+            _ => DbError::Sqlite(e.to_string()),
+        }
     }
 }
 
@@ -146,11 +154,25 @@ pub struct ResourceRecord {
     pub added_at: DateTime<Utc>,
 }
 
+/// How long a cached grant row is trusted without a change made through this `Db`. Every
+/// in-process write invalidates at once; the bound only matters for another process writing
+/// the same file (the CLI acting on the store while no broker runs, then one starting).
+const GRANT_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Grant rows read on the hot path (every `call_api`), so an agent's call never waits on the
+/// SQLite mutex behind the audit writer. Valid while `generation` is unchanged.
+#[derive(Default)]
+struct GrantCache {
+    generation: u64,
+    rows: HashMap<String, (Instant, Option<GrantRecord>)>,
+}
+
 /// The database. Operations are short; one connection behind a mutex is enough.
 pub struct Db {
     conn: Mutex<Connection>,
     /// Bumped on every change to grants or resources, so callers can cache what they derive.
     generation: std::sync::atomic::AtomicU64,
+    grant_cache: Mutex<GrantCache>,
 }
 
 impl std::fmt::Debug for Db {
@@ -201,6 +223,7 @@ impl Db {
         Ok(Db {
             conn: Mutex::new(conn),
             generation: std::sync::atomic::AtomicU64::new(0),
+            grant_cache: Mutex::default(),
         })
     }
 
@@ -332,7 +355,33 @@ impl Db {
         })
     }
 
+    /// One grant, from memory when nothing changed since it was read.
     pub fn grant(&self, resource: &str) -> Result<Option<GrantRecord>, DbError> {
+        // Read the generation before the row: a write racing with the read bumps it after
+        // writing, so a stale row is never kept under the new generation.
+        let generation = self.generation();
+        {
+            let cache = self.grant_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.generation == generation
+                && let Some((at, row)) = cache.rows.get(resource)
+                && at.elapsed() < GRANT_CACHE_TTL
+            {
+                return Ok(row.clone());
+            }
+        }
+        let row = self.read_grant(resource)?;
+        let mut cache = self.grant_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.generation != generation {
+            cache.generation = generation;
+            cache.rows.clear();
+        }
+        cache
+            .rows
+            .insert(resource.to_string(), (Instant::now(), row.clone()));
+        Ok(row)
+    }
+
+    fn read_grant(&self, resource: &str) -> Result<Option<GrantRecord>, DbError> {
         self.with(|c| {
             c.query_row(
                 "SELECT resource, status, scopes, connected_at, last_used_at, last_error, updated_at
@@ -365,6 +414,50 @@ impl Db {
                     g.last_error,
                     g.updated_at.to_rfc3339()
                 ],
+            )?;
+            Ok(())
+        })?;
+        self.bump();
+        Ok(())
+    }
+
+    /// Writes `g` only if the stored row still has `expected` as its `updated_at`, so a
+    /// token fetch that raced with a revoke or reconnect cannot write back stale state.
+    /// Returns whether it wrote.
+    pub fn put_grant_if_unchanged(
+        &self,
+        g: &GrantRecord,
+        expected: DateTime<Utc>,
+    ) -> Result<bool, DbError> {
+        let scopes =
+            serde_json::to_string(&g.scopes).map_err(|e| DbError::Sqlite(e.to_string()))?;
+        let written = self.with(|c| {
+            Ok(c.execute(
+                "UPDATE grants SET status = ?2, scopes = ?3, connected_at = ?4, last_used_at = ?5,
+                   last_error = ?6, updated_at = ?7
+                 WHERE resource = ?1 AND updated_at = ?8",
+                params![
+                    g.resource,
+                    g.status.as_str(),
+                    scopes,
+                    g.connected_at.map(|t| t.to_rfc3339()),
+                    g.last_used_at.map(|t| t.to_rfc3339()),
+                    g.last_error,
+                    g.updated_at.to_rfc3339(),
+                    expected.to_rfc3339()
+                ],
+            )?)
+        })?;
+        self.bump();
+        Ok(written > 0)
+    }
+
+    /// Records that a grant was used, touching nothing else in the row.
+    pub fn touch_grant(&self, resource: &str, at: DateTime<Utc>) -> Result<(), DbError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE grants SET last_used_at = ?2 WHERE resource = ?1",
+                params![resource, at.to_rfc3339()],
             )?;
             Ok(())
         })?;

@@ -147,6 +147,10 @@ pub struct Grants {
     zone: OnceCell<Zone>,
     slots: Mutex<HashMap<String, Slot>>,
     last_used: Mutex<HashMap<String, Instant>>,
+    /// Rotated refresh tokens the keychain refused to store (locked mid-run). The zone has
+    /// already retired the previous one, so this copy is the grant: it is used for the next
+    /// refresh and written to the keychain as soon as the keychain takes it.
+    unsaved: Mutex<HashMap<SecretKey, SecretString>>,
 }
 
 impl std::fmt::Debug for Grants {
@@ -182,16 +186,80 @@ impl Grants {
             zone: OnceCell::new(),
             slots: Mutex::new(HashMap::new()),
             last_used: Mutex::new(HashMap::new()),
+            unsaved: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The refresh token to use for `key`: a rotated one still waiting for the keychain
+    /// (saved now if the keychain has come back), else the keychain's.
+    async fn refresh_secret(&self, key: SecretKey) -> Result<Option<SecretString>, BrokerError> {
+        let waiting = self
+            .unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        let Some(token) = waiting else {
+            return Ok(self.vault.get(key).await?);
+        };
+        self.store_rotated(key, token.clone()).await;
+        Ok(Some(token))
+    }
+
+    /// Persists a rotated refresh token. If the keychain refuses (locked, gone), the token is
+    /// kept in memory rather than lost; the access token that came with it is still good.
+    async fn store_rotated(&self, key: SecretKey, token: SecretString) {
+        match self.vault.put(key.clone(), token.clone()).await {
+            Ok(()) => {
+                let earlier = self
+                    .unsaved
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                if earlier.is_some() {
+                    tracing::info!(entry = %self.vault.entry_user(&key), "keychain is back; saved the renewed refresh token");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entry = %self.vault.entry_user(&key), "keychain refused the renewed refresh token; keeping it in memory until the keychain takes it");
+                self.unsaved
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, token);
+            }
+        }
+    }
+
+    /// Retries every rotated token the keychain refused; returns how many are still waiting.
+    pub async fn save_unsaved(&self) -> usize {
+        let waiting: Vec<(SecretKey, SecretString)> = self
+            .unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, token) in waiting {
+            self.store_rotated(key, token).await;
+        }
+        self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn forget_unsaved(&self, key: &SecretKey) {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// The zone client, discovered once per broker run (the SDK keeps metadata an hour;
     /// a broker restart re-discovers).
     pub async fn zone(&self) -> Result<Zone, BrokerError> {
-        let issuer = self.config.zone()?.issuer.clone();
+        let settings = self.config.zone()?;
+        let (issuer, timeout) = (settings.issuer.clone(), settings.timeout());
         let zone = self
             .zone
-            .get_or_try_init(|| Zone::discover(&issuer))
+            .get_or_try_init(|| Zone::discover(&issuer, timeout))
             .await?;
         Ok(zone.clone())
     }
@@ -349,6 +417,7 @@ impl Grants {
                     revoke_quietly(&zone, &client, &old, "previous session").await;
                 }
                 self.vault.put(SecretKey::Session, refresh).await?;
+                self.forget_unsaved(&SecretKey::Session);
                 let claims = tokens.id_claims.clone().unwrap_or_default();
                 let record = SessionRecord {
                     issuer: zone.issuer().to_string(),
@@ -383,6 +452,7 @@ impl Grants {
                 self.vault
                     .put(SecretKey::Connection(resource.clone()), refresh)
                     .await?;
+                self.forget_unsaved(&SecretKey::Connection(resource.clone()));
                 if let Some(old) = previous {
                     revoke_quietly(&zone, &client, &old, "replaced connection").await;
                 }
@@ -460,18 +530,20 @@ impl Grants {
         self.require_session()?;
         check_backoff(&state, "the Keycard session")?;
         let refresh = self
-            .vault
-            .get(SecretKey::Session)
+            .refresh_secret(SecretKey::Session)
             .await?
             .ok_or(BrokerError::NotSignedIn)?;
         let zone = self.zone().await?;
         let client = self.identity().await?.ok_or(BrokerError::NotSignedIn)?;
         let resource = self.config.resource_id();
-        let result = retrying!(zone.refresh(&client, &refresh, Some(&resource)));
+        let result = retrying!(
+            zone.refresh(&client, &refresh, Some(&resource)),
+            refresh_retry
+        );
         match result {
             Ok(tokens) => {
                 if let Some(rotated) = tokens.refresh_token.clone() {
-                    self.vault.put(SecretKey::Session, rotated).await?;
+                    self.store_rotated(SecretKey::Session, rotated).await;
                 }
                 let cached = Cached::new(
                     tokens.access_token,
@@ -544,7 +616,10 @@ impl Grants {
                 expires_in: cached.expires_at.saturating_duration_since(Instant::now()),
             };
             drop(state);
-            self.touch(&grant)?;
+            // Bookkeeping only: a full disk must not fail a call whose token is in hand.
+            if let Err(e) = self.touch(&grant) {
+                tracing::warn!(error = %e, resource = %grant.resource, "could not record grant use");
+            }
             return Ok(token);
         }
         check_backoff(&state, &provider.name)?;
@@ -590,14 +665,42 @@ impl Grants {
                 };
                 drop(state);
                 let now = Utc::now();
-                self.save_grant(GrantRecord {
-                    status: GrantStatus::Connected,
-                    scopes: granted,
-                    last_used_at: Some(now),
-                    last_error: None,
-                    updated_at: now,
-                    ..grant
-                })?;
+                let saved = self
+                    .save_if_unchanged(
+                        &grant,
+                        GrantRecord {
+                            status: GrantStatus::Connected,
+                            scopes: granted,
+                            last_used_at: Some(now),
+                            last_error: None,
+                            updated_at: now,
+                            ..grant.clone()
+                        },
+                    )
+                    .unwrap_or_else(|e| {
+                        // Bookkeeping: the token is in hand and the grant unchanged on disk.
+                        tracing::error!(error = %e, %resource, "could not record the renewed grant");
+                        true
+                    });
+                if !saved {
+                    // Revoked or marked while the zone answered: the user's action wins.
+                    match self.db.grant(&resource)?.map(|g| (g.status, g.last_error)) {
+                        Some((GrantStatus::Connected | GrantStatus::Error, _)) => {}
+                        Some((GrantStatus::NeedsReconnect, reason)) => {
+                            self.invalidate(&resource);
+                            return Err(BrokerError::NeedsReconnect {
+                                name: provider.name.clone(),
+                                resource,
+                                reason: reason
+                                    .unwrap_or_else(|| "the zone asked for new consent".into()),
+                            });
+                        }
+                        Some((GrantStatus::Revoked, _)) | None => {
+                            self.invalidate(&resource);
+                            return Err(BrokerError::NotConnected(provider.name.clone()));
+                        }
+                    }
+                }
                 self.remember_use(&resource);
                 self.events.emit(Event::TokenIssued { resource });
                 Ok(token)
@@ -659,19 +762,22 @@ impl Grants {
             UpstreamStrategy::RefreshWithResource => {
                 let key = SecretKey::Connection(provider.resource.clone());
                 let refresh = self
-                    .vault
-                    .get(key.clone())
+                    .refresh_secret(key.clone())
                     .await?
                     .ok_or_else(|| BrokerError::NotConnected(provider.name.clone()))?;
-                let tokens = retrying!(zone.refresh(&client, &refresh, Some(&provider.resource)))?;
+                let tokens = retrying!(
+                    zone.refresh(&client, &refresh, Some(&provider.resource)),
+                    refresh_retry
+                )?;
                 if let Some(rotated) = tokens.refresh_token.clone() {
-                    self.vault.put(key, rotated).await?;
+                    self.store_rotated(key, rotated).await;
                 }
                 Ok(tokens)
             }
         }
     }
 
+    /// Moves `grant` (as read earlier) to `status`, unless it changed since it was read.
     fn mark(
         &self,
         grant: &GrantRecord,
@@ -679,12 +785,45 @@ impl Grants {
         reason: Option<String>,
     ) -> Result<(), BrokerError> {
         tracing::warn!(resource = %grant.resource, status = status.as_str(), reason = ?reason, "grant changed state");
-        self.save_grant(GrantRecord {
-            status,
-            last_error: reason,
-            updated_at: Utc::now(),
-            ..grant.clone()
-        })
+        let saved = self.save_if_unchanged(
+            grant,
+            GrantRecord {
+                status,
+                last_error: reason,
+                updated_at: Utc::now(),
+                ..grant.clone()
+            },
+        );
+        match saved {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(resource = %grant.resource, "grant changed meanwhile; kept the newer state")
+            }
+            // The caller reports the state change itself; a full disk must not hide it.
+            Err(e) => {
+                tracing::error!(error = %e, resource = %grant.resource, "could not record the grant's new state")
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Grants::save_grant`] guarded by the row's `updated_at` as `before` saw it.
+    fn save_if_unchanged(
+        &self,
+        before: &GrantRecord,
+        record: GrantRecord,
+    ) -> Result<bool, BrokerError> {
+        if !self.db.put_grant_if_unchanged(&record, before.updated_at)? {
+            return Ok(false);
+        }
+        if before.status != record.status || before.last_error != record.last_error {
+            self.events.emit(Event::GrantChanged {
+                resource: record.resource.clone(),
+                status: record.status,
+                reason: record.last_error.clone(),
+            });
+        }
+        Ok(true)
     }
 
     fn remember_use(&self, resource: &str) {
@@ -704,10 +843,7 @@ impl Grants {
             }
         }
         self.remember_use(&grant.resource);
-        self.db.put_grant(&GrantRecord {
-            last_used_at: Some(Utc::now()),
-            ..grant.clone()
-        })?;
+        self.db.touch_grant(&grant.resource, Utc::now())?;
         Ok(())
     }
 
@@ -738,7 +874,7 @@ impl Grants {
             .grant(&resource)?
             .ok_or_else(|| BrokerError::NotConnected(provider.name.clone()))?;
         let key = SecretKey::Connection(resource.clone());
-        if let Some(refresh) = self.vault.get(key.clone()).await? {
+        if let Some(refresh) = self.refresh_secret(key.clone()).await? {
             match (self.zone().await, self.identity().await) {
                 (Ok(zone), Ok(Some(client))) => {
                     revoke_quietly(&zone, &client, &refresh, "connection").await
@@ -746,7 +882,8 @@ impl Grants {
                 _ => tracing::warn!(%resource, "zone unreachable; revoking locally only"),
             }
         }
-        self.vault.delete(key).await?;
+        self.vault.delete(key.clone()).await?;
+        self.forget_unsaved(&key);
         self.drop_slots(|k| k.starts_with(&upstream_slot_key(&resource, &[])));
         let now = Utc::now();
         self.save_grant(GrantRecord {
@@ -775,7 +912,7 @@ impl Grants {
                 }
             }
         }
-        if let Some(refresh) = self.vault.get(SecretKey::Session).await? {
+        if let Some(refresh) = self.refresh_secret(SecretKey::Session).await? {
             match (self.zone().await, self.identity().await) {
                 (Ok(zone), Ok(Some(client))) => {
                     revoke_quietly(&zone, &client, &refresh, "session").await
@@ -784,6 +921,10 @@ impl Grants {
             }
         }
         self.vault.delete(SecretKey::Session).await?;
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.db.delete_session()?;
         self.drop_slots(|_| true);
         self.events.emit(Event::SessionChanged {
@@ -828,12 +969,15 @@ fn note_failure(state: &mut SlotState, e: &ZoneError) {
 /// Retries transient zone failures a few times, honouring `Retry-After` (capped). A macro,
 /// not a generic over closures, so the futures stay `Send` for any caller.
 macro_rules! retrying {
-    ($call:expr) => {{
+    ($call:expr) => {
+        retrying!($call, |_: &ZoneError| true)
+    };
+    ($call:expr, $may_retry:expr) => {{
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             match $call.await {
-                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                Err(e) if e.is_transient() && attempt < ATTEMPTS && ($may_retry)(&e) => {
                     let wait = retry_wait(&e, attempt);
                     tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "zone call failed; retrying");
                     tokio::time::sleep(wait).await;
@@ -844,6 +988,13 @@ macro_rules! retrying {
     }};
 }
 use retrying;
+
+/// A refresh is retried at once only if the zone cannot have acted on it: after a lost answer
+/// the zone may have rotated the token, and sending it again would be a replay (PROTOCOL.md:
+/// "never run two refreshes of one token at once"). The next acquisition tries again.
+fn refresh_retry(e: &ZoneError) -> bool {
+    !e.answer_lost()
+}
 
 fn retry_wait(e: &ZoneError, attempt: u32) -> Duration {
     e.retry_after()

@@ -319,6 +319,13 @@ impl Broker {
 
     /// Stops the listener and waits for it; pending audit records are written.
     pub async fn shutdown(&self) {
+        let waiting = self.grants.save_unsaved().await;
+        if waiting > 0 {
+            tracing::error!(
+                waiting,
+                "the keychain is still refusing renewed refresh tokens; those grants need a new sign-in or reconnect after exit"
+            );
+        }
         self.audit.flush();
         if let Some(listener) = self.listener.lock().await.take() {
             let _ = listener.stop.send(());

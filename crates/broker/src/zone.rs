@@ -27,6 +27,8 @@ const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-excha
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// Upper bound for any zone answer; a discovery or token document is a few KiB.
 const MAX_BODY: usize = 256 * 1024;
+/// Reason given when no connection was made (so the zone cannot have seen the request).
+const CONNECT_FAILED: &str = "connection refused or unreachable";
 
 /// Why a zone interaction failed, classified so callers can decide what the user must do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -78,6 +80,17 @@ impl ZoneError {
             ZoneError::Rejected { code, .. } => {
                 matches!(code.as_str(), "temporarily_unavailable" | "slow_down")
             }
+            _ => false,
+        }
+    }
+
+    /// Whether the zone may have carried out the request although no usable answer came back
+    /// (timed out after sending, connection dropped mid-answer, unreadable success). Sending a
+    /// refresh token again then could replay one the zone has already rotated.
+    pub fn answer_lost(&self) -> bool {
+        match self {
+            ZoneError::Unreachable { reason, .. } => reason != CONNECT_FAILED,
+            ZoneError::Malformed(_) => true,
             _ => false,
         }
     }
@@ -261,12 +274,12 @@ impl std::fmt::Debug for Zone {
 }
 
 /// The HTTP client for zone traffic: no redirects (an authorization server has no reason to
-/// send the broker elsewhere with its tokens), bounded time.
-pub fn http_client() -> Result<reqwest::Client, ZoneError> {
+/// send the broker elsewhere with its tokens), bounded time per request.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ZoneError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(20))
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .timeout(timeout)
         .user_agent(concat!("keycard-broker/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ZoneError::Unreachable {
@@ -278,8 +291,8 @@ pub fn http_client() -> Result<reqwest::Client, ZoneError> {
 impl Zone {
     /// RFC 8414 discovery, falling back to OpenID discovery; the document's `issuer` must be
     /// the configured one.
-    pub async fn discover(issuer: &str) -> Result<Zone, ZoneError> {
-        let http = http_client()?;
+    pub async fn discover(issuer: &str, timeout: Duration) -> Result<Zone, ZoneError> {
+        let http = http_client(timeout)?;
         let base = issuer.trim_end_matches('/');
         let mut last_error = None;
         for suffix in [
@@ -650,7 +663,7 @@ fn network_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
-        "connection refused or unreachable".into()
+        CONNECT_FAILED.into()
     } else {
         // `without_url` keeps query strings (which may hold codes) out of the message.
         let mut reason = String::new();

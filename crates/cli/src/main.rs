@@ -505,9 +505,9 @@ async fn init(
 ) -> Result<(), BrokerError> {
     let issuer = normalize_zone(&zone)?;
     // Fail early on a wrong zone URL: discovery must work and name the same issuer.
-    broker::zone::Zone::discover(&issuer).await?;
-    let previous = config.settings.zone.clone();
     let mut settings = ZoneSettings::new(issuer.clone());
+    broker::zone::Zone::discover(&issuer, settings.timeout()).await?;
+    let previous = config.settings.zone.clone();
     settings.client_id = client_id;
     settings.resource = resource;
     settings.upstream_strategy = match strategy {
@@ -518,6 +518,9 @@ async fn init(
             .map(|p| p.upstream_strategy)
             .unwrap_or_default(),
     };
+    if let Some(p) = &previous {
+        settings.timeout_secs = p.timeout_secs;
+    }
     let secret = if client_secret_stdin {
         Some(read_secret_line()?)
     } else {
