@@ -397,6 +397,37 @@ describe('keycard zone emulator', () => {
     assert.equal((await introspect(session.access_token)).json.active, true); // other rounds untouched
   });
 
+  it('accepts a rotated-out refresh token inside the reuse interval, and only there', async () => {
+    const round = await authorizeRound(client, [GITHUB]);
+    const t = (await codeExchange(client, round)).json;
+    const refresh = (token) => form(meta.token_endpoint, { grant_type: 'refresh_token', refresh_token: token, client_id: client.client_id });
+    assert.equal((await control('rotation', { reuse_secs: 30 })).json.reuse_secs, 30);
+    const before = (await control('counters')).json.refresh_reused;
+    const first = await refresh(t.refresh_token);
+    assert.equal(first.status, 200);
+    const again = await refresh(t.refresh_token); // the answer to `first` was "lost"
+    assert.equal(again.status, 200, again.text);
+    assert.notEqual(again.json.refresh_token, first.json.refresh_token);
+    assert.equal((await refresh(again.json.refresh_token)).status, 200); // the chain goes on
+    assert.equal((await control('counters')).json.refresh_reused, before + 1);
+    await control('rotation', { reuse_secs: 0 });
+    const strict = await refresh(t.refresh_token);
+    assert.equal(strict.json.error, 'invalid_grant');
+    assert.equal((await control('rotation', { reuse_secs: -1 })).status, 400);
+  });
+
+  it('holds the answer back after the work with delay { after: true }', async () => {
+    const round = await authorizeRound(client, [GITHUB]);
+    const t = (await codeExchange(client, round)).json;
+    await control('delay', { ms: 600, after: true });
+    const pending = form(meta.token_endpoint, { grant_type: 'refresh_token', refresh_token: t.refresh_token, client_id: client.client_id });
+    await new Promise((r) => { setTimeout(r, 300); });
+    assert.equal((await introspect(t.refresh_token)).json.active, false, 'rotated before the answer left');
+    const res = await pending;
+    assert.equal(res.status, 200);
+    assert.equal((await introspect(res.json.refresh_token)).json.active, true);
+  });
+
   it('lists every issued secret', async () => {
     const { tokens } = (await control('issued')).json;
     for (const v of [session.code, session.access_token, session.refresh_token, session.id_token, github.access_token,

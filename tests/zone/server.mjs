@@ -43,7 +43,11 @@ const state = {
   rounds: new Map(), // oidc-provider grantId -> { account, resources }: one per authorize round
   ttl: { access: 3600, exchanged: 3600, refresh: 14 * 24 * 3600 },
   fail: { token: null, revocation: null, registration: null, discovery: null }, // { remaining, status, retryAfter }
-  delay: null, // { remaining, ms } for the next token-endpoint requests
+  delay: null, // { remaining, ms, after } for the next token-endpoint requests
+  // Seconds a rotated-out refresh token stays usable (the "reuse interval" / "grace period"
+  // production authorization servers offer so a client that lost the answer to a refresh can
+  // retry). 0 = strict rotation: a replay is invalid_grant and revokes the grant.
+  refreshReuse: 0,
   deny: 0, // the next N authorize rounds are denied (access_denied) instead of approved
   issuerOverride: null,
   issued: new Set(), // every secret value handed out, in order
@@ -56,6 +60,7 @@ const resetCounters = () => {
     revocation: 0,
     registration: 0,
     authorize: 0,
+    refresh_reused: 0, // rotated-out refresh tokens accepted inside the reuse interval
   };
 };
 resetCounters();
@@ -101,6 +106,11 @@ class ZoneAdapter {
       store.delete(this.key(id));
       return undefined;
     }
+    const { consumed } = entry.payload;
+    if (this.model === 'RefreshToken' && consumed && Date.now() / 1000 - consumed <= state.refreshReuse) {
+      state.counters.refresh_reused += 1;
+      return { ...entry.payload, consumed: undefined }; // inside the reuse interval: rotate again
+    }
     return entry.payload;
   }
 
@@ -108,7 +118,7 @@ class ZoneAdapter {
 
   async consume(id) {
     const entry = store.get(this.key(id));
-    if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+    if (entry) entry.payload.consumed ??= Math.floor(Date.now() / 1000); // the first use starts the interval
   }
 
   async destroy(id) { store.delete(this.key(id)); }
@@ -491,8 +501,14 @@ const controls = {
   'POST delay': (b) => {
     const ms = nonNegInt(b.ms, 'ms', { max: 600_000 });
     const count = nonNegInt(b.count ?? 1, 'count');
-    state.delay = count ? { remaining: count, ms } : null;
-    return { ms, count };
+    need(b.after === undefined || typeof b.after === 'boolean', 'after must be a boolean');
+    // after: the zone does the work (a refresh has rotated) and then holds the answer back.
+    state.delay = count ? { remaining: count, ms, after: b.after === true } : null;
+    return { ms, count, after: b.after === true };
+  },
+  'POST rotation': (b) => {
+    state.refreshReuse = nonNegInt(b.reuse_secs, 'reuse_secs', { max: 3600 });
+    return { reuse_secs: state.refreshReuse };
   },
   'POST deny': (b) => { state.deny = nonNegInt(b.count ?? 1, 'count'); return { count: state.deny }; },
   'POST ttl': (b) => {
@@ -548,6 +564,8 @@ function jsonError(ctx, status, error, description) {
   ctx.type = 'json';
   ctx.body = description === undefined ? { error } : { error, error_description: description };
 }
+
+const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
 
 class BodyTooLarge extends Error {}
 async function readBody(req, limit) {
@@ -662,7 +680,8 @@ function zoneMiddleware(provider) {
       if (ctx.path === ROUTES.userinfo) return await handleUserinfo(provider, ctx);
 
       const endpoint = endpointOf(ctx);
-      if (endpoint === 'token' && state.delay) await new Promise((r) => setTimeout(r, take(state, 'delay').ms));
+      const delay = endpoint === 'token' && state.delay ? take(state, 'delay') : null;
+      if (delay && !delay.after) await sleep(delay.ms);
       if (endpoint && state.fail[endpoint]) return injectedFailure(ctx, take(state.fail, endpoint));
       if (endpoint === 'token' && !(await preprocessTokenRequest(ctx))) return undefined;
       if (endpoint && endpoint !== 'token' && endpoint !== 'discovery') state.counters[endpoint] += 1;
@@ -675,6 +694,7 @@ function zoneMiddleware(provider) {
       }
       captureIssued(ctx);
       if (ctx.status === 404 && !ctx.body) jsonError(ctx, 404, 'not_found');
+      if (delay?.after) await sleep(delay.ms);
     } catch (err) {
       log('unexpected error on', ctx.method, ctx.path, err);
       jsonError(ctx, 500, 'server_error', 'unexpected emulator error');

@@ -5,81 +5,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::config::{Config, UpstreamStrategy, ZoneSettings};
+mod common;
+
+use broker::config::UpstreamStrategy;
 use broker::vault::SecretKey;
 use broker::{Broker, BrokerError, GrantStatus};
+use common::{Setup, assert_clean, connect, open, setup, sign_in_and_connect};
 use secrecy::ExposeSecret;
 use serde_json::json;
-use testkit::{ZoneEmulator, authorize, callback_prefix, free_port};
+use testkit::{ZoneEmulator, callback_prefix};
 
 const FIXTURE: &str = "http://127.0.0.1:9/api";
-
-struct Setup {
-    home: tempfile::TempDir,
-    port: u16,
-    config: Config,
-}
-
-fn setup(zone: &ZoneEmulator, strategy: UpstreamStrategy) -> Setup {
-    let home = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut config = Config::load(Some(home.path())).unwrap();
-    let mut settings = ZoneSettings::new(zone.issuer.clone());
-    settings.upstream_strategy = strategy;
-    config.settings.zone = Some(settings);
-    config.settings.broker.port = port;
-    config.save().unwrap();
-    Setup { home, port, config }
-}
-
-async fn open(s: &Setup) -> Broker {
-    Broker::open(s.config.clone())
-        .await
-        .expect("open broker with the real keychain")
-}
-
-async fn login(broker: &Broker, port: u16) {
-    let round = broker.begin_login().await.unwrap();
-    let url = round.url.to_string();
-    let prefix = callback_prefix(port);
-    let (done, (status, page)) = tokio::join!(
-        broker.complete(round, Duration::from_secs(30)),
-        authorize(&url, &prefix)
-    );
-    assert_eq!(status, 200, "callback page: {page}");
-    done.unwrap();
-}
-
-async fn connect(broker: &Broker, port: u16, key: &str) -> Result<(), BrokerError> {
-    let round = broker.begin_connect(key).await?;
-    let url = round.url.to_string();
-    let prefix = callback_prefix(port);
-    let (done, _) = tokio::join!(
-        broker.complete(round, Duration::from_secs(30)),
-        authorize(&url, &prefix)
-    );
-    done
-}
 
 /// Signed in, fixture resource added (requires `read write`) and connected.
 async fn connected(zone: &ZoneEmulator, strategy: UpstreamStrategy) -> (Setup, Broker) {
     let s = setup(zone, strategy);
-    let broker = open(&s).await;
-    login(&broker, s.port).await;
-    broker
-        .add_resource(
-            FIXTURE,
-            Some("Fixture API"),
-            &[],
-            &["read".into(), "write".into()],
-        )
-        .unwrap();
-    connect(&broker, s.port, FIXTURE).await.unwrap();
+    let broker = sign_in_and_connect(&s, FIXTURE).await;
     (s, broker)
-}
-
-async fn assert_clean(zone: &ZoneEmulator, s: &Setup) {
-    testkit::assert_no_leak(&zone.issued().await, s.home.path(), &[]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -328,3 +328,97 @@ pub fn assert_no_leak(tokens: &[String], dir: &Path, extra: &[&str]) {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// The session keyring's password as `scripts/with-keyring` set it up.
+fn keyring_password() -> String {
+    std::env::var("KEYCARD_TEST_KEYRING_PASSWORD").unwrap_or_else(|_| "keycard-broker-test".into())
+}
+
+const SECRETS: &str = "org.freedesktop.secrets";
+const SECRETS_PATH: &str = "/org/freedesktop/secrets";
+const LOGIN_COLLECTION: &str = "/org/freedesktop/secrets/collection/login";
+
+/// Locks the login keyring through the Secret Service API, as a screen lock or the user
+/// would. Reads then need an unlock prompt (which fails on a headless session).
+pub async fn lock_keychain() {
+    tokio::task::spawn_blocking(|| {
+        let conn = zbus::blocking::Connection::session().expect("session bus");
+        let collection = zbus::zvariant::ObjectPath::try_from(LOGIN_COLLECTION).unwrap();
+        let reply = conn
+            .call_method(
+                Some(SECRETS),
+                SECRETS_PATH,
+                Some("org.freedesktop.Secret.Service"),
+                "Lock",
+                &(vec![collection],),
+            )
+            .expect("Secret Service Lock");
+        let (locked, _prompt): (
+            Vec<zbus::zvariant::OwnedObjectPath>,
+            zbus::zvariant::OwnedObjectPath,
+        ) = reply.body().deserialize().unwrap();
+        assert_eq!(locked.len(), 1, "the login collection was locked");
+    })
+    .await
+    .unwrap();
+}
+
+/// Unlocks the login keyring with its password, in place (the same daemon, so the broker's
+/// open Secret Service connection stays valid), through gnome-keyring's own unlock call.
+pub async fn unlock_keychain() {
+    tokio::task::spawn_blocking(|| {
+        let conn = zbus::blocking::Connection::session().expect("session bus");
+        let reply = conn
+            .call_method(
+                Some(SECRETS),
+                SECRETS_PATH,
+                Some("org.freedesktop.Secret.Service"),
+                "OpenSession",
+                &("plain", zbus::zvariant::Value::from("")),
+            )
+            .expect("Secret Service OpenSession");
+        let (_, session): (zbus::zvariant::OwnedValue, zbus::zvariant::OwnedObjectPath) =
+            reply.body().deserialize().unwrap();
+        let secret = (
+            session,
+            Vec::<u8>::new(),
+            keyring_password().into_bytes(),
+            "text/plain",
+        );
+        let collection = zbus::zvariant::ObjectPath::try_from(LOGIN_COLLECTION).unwrap();
+        conn.call_method(
+            Some(SECRETS),
+            SECRETS_PATH,
+            Some("org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface"),
+            "UnlockWithMasterPassword",
+            &(collection, secret),
+        )
+        .expect("gnome-keyring UnlockWithMasterPassword");
+    })
+    .await
+    .unwrap();
+}
+
+const PRIVATE_KEYRING: &str = "KEYCARD_TEST_PRIVATE_KEYRING";
+
+/// For tests that lock the keychain (locking the shared one would break the tests running
+/// beside them): returns true inside a private D-Bus session with its own gnome-keyring, where
+/// the test goes on. Otherwise it runs the named test of this binary again inside one
+/// (`scripts/with-keyring`), asserts that run passed, and returns false.
+pub fn private_keyring(test: &str) -> bool {
+    if std::env::var_os(PRIVATE_KEYRING).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let status = std::process::Command::new(repo_root().join("scripts/with-keyring"))
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(PRIVATE_KEYRING, "1")
+        .status()
+        .expect("run scripts/with-keyring");
+    assert!(
+        status.success(),
+        "{test} failed inside its private keyring session"
+    );
+    false
+}
