@@ -73,7 +73,9 @@ impl std::fmt::Debug for Job {
     }
 }
 
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
+/// How long the writer lets records gather after the first one of a burst.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
 /// Records kept in memory while the database refuses writes (disk full); beyond this the
 /// oldest are dropped, and counted in the log.
 const MAX_BACKLOG: usize = 100_000;
@@ -112,6 +114,11 @@ fn write_loop(db: &Db, rx: &std::sync::mpsc::Receiver<Job>) {
             Job::Flush(done) => flushes.push(done),
         };
         if let Some(job) = first {
+            if matches!(job, Job::Record(_)) {
+                // Let a burst gather: one transaction (and one wake-up of this thread) per
+                // window instead of per call. A crash loses at most this window of activity.
+                std::thread::sleep(BATCH_WINDOW);
+            }
             take(job, &mut backlog);
         }
         for _ in 0..BATCH {

@@ -263,10 +263,22 @@ pub fn callback_prefix(port: u16) -> String {
 /// Keychain entries of this service whose `username` starts with `profile/`, via
 /// `secret-tool` (a client independent of the broker).
 pub fn keychain_entries(profile: &str) -> Vec<String> {
-    let out = std::process::Command::new("secret-tool")
-        .args(["search", "--all", "--unlock", "service", "keycard-broker"])
-        .output()
-        .expect("secret-tool (libsecret-tools) installed");
+    // Other suites add and delete entries meanwhile; a search that trips over an item
+    // deleted under it fails, so it is repeated.
+    let mut out = None;
+    for _ in 0..5 {
+        let run = std::process::Command::new("secret-tool")
+            .args(["search", "--all", "--unlock", "service", "keycard-broker"])
+            .output()
+            .expect("secret-tool (libsecret-tools) installed");
+        let ok = run.status.success();
+        out = Some(run);
+        if ok {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = out.unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     text.lines()
