@@ -396,29 +396,7 @@ impl Db {
     }
 
     pub fn put_grant(&self, g: &GrantRecord) -> Result<(), DbError> {
-        let scopes =
-            serde_json::to_string(&g.scopes).map_err(|e| DbError::Sqlite(e.to_string()))?;
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO grants (resource, status, scopes, connected_at, last_used_at, last_error, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(resource) DO UPDATE SET status = excluded.status, scopes = excluded.scopes,
-                   connected_at = excluded.connected_at, last_used_at = excluded.last_used_at,
-                   last_error = excluded.last_error, updated_at = excluded.updated_at",
-                params![
-                    g.resource,
-                    g.status.as_str(),
-                    scopes,
-                    g.connected_at.map(|t| t.to_rfc3339()),
-                    g.last_used_at.map(|t| t.to_rfc3339()),
-                    g.last_error,
-                    g.updated_at.to_rfc3339()
-                ],
-            )?;
-            Ok(())
-        })?;
-        self.bump();
-        Ok(())
+        self.write_grant(g, None).map(|_| ())
     }
 
     /// Writes `g` only if the stored row still has `expected` as its `updated_at`, so a
@@ -429,13 +407,25 @@ impl Db {
         g: &GrantRecord,
         expected: DateTime<Utc>,
     ) -> Result<bool, DbError> {
+        self.write_grant(g, Some(expected))
+    }
+
+    /// Upsert; with `expected`, an existing row is only replaced if its `updated_at` matches.
+    fn write_grant(
+        &self,
+        g: &GrantRecord,
+        expected: Option<DateTime<Utc>>,
+    ) -> Result<bool, DbError> {
         let scopes =
             serde_json::to_string(&g.scopes).map_err(|e| DbError::Sqlite(e.to_string()))?;
         let written = self.with(|c| {
             Ok(c.execute(
-                "UPDATE grants SET status = ?2, scopes = ?3, connected_at = ?4, last_used_at = ?5,
-                   last_error = ?6, updated_at = ?7
-                 WHERE resource = ?1 AND updated_at = ?8",
+                "INSERT INTO grants (resource, status, scopes, connected_at, last_used_at, last_error, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(resource) DO UPDATE SET status = excluded.status, scopes = excluded.scopes,
+                   connected_at = excluded.connected_at, last_used_at = excluded.last_used_at,
+                   last_error = excluded.last_error, updated_at = excluded.updated_at
+                 WHERE ?8 IS NULL OR grants.updated_at = ?8",
                 params![
                     g.resource,
                     g.status.as_str(),
@@ -444,7 +434,7 @@ impl Db {
                     g.last_used_at.map(|t| t.to_rfc3339()),
                     g.last_error,
                     g.updated_at.to_rfc3339(),
-                    expected.to_rfc3339()
+                    expected.map(|t| t.to_rfc3339())
                 ],
             )?)
         })?;
@@ -611,6 +601,27 @@ mod tests {
         back.status = GrantStatus::NeedsReconnect;
         db.put_grant(&back).unwrap();
         assert_eq!(db.grants().unwrap()[0].status, GrantStatus::NeedsReconnect);
+        // A writer holding an older copy loses to the newer row.
+        let stale = GrantRecord {
+            status: GrantStatus::Connected,
+            updated_at: back.updated_at + chrono::Duration::seconds(1),
+            ..back.clone()
+        };
+        assert!(
+            !db.put_grant_if_unchanged(&stale, g.updated_at - chrono::Duration::seconds(1))
+                .unwrap()
+        );
+        assert_eq!(
+            db.grant(&g.resource).unwrap().unwrap().status,
+            GrantStatus::NeedsReconnect,
+            "cached read sees the unchanged row"
+        );
+        assert!(db.put_grant_if_unchanged(&stale, back.updated_at).unwrap());
+        assert_eq!(
+            db.grant(&g.resource).unwrap().unwrap().status,
+            GrantStatus::Connected,
+            "a write is visible through the cache at once"
+        );
         assert!(db.grant("https://nope").unwrap().is_none());
     }
 

@@ -172,6 +172,16 @@ async fn keychain_locked_mid_run_loses_no_grant() {
     assert_clean(&zone, &s).await;
 }
 
+/// How many `call_api` records the activity log holds (a query flushes the writer first).
+fn audited_calls(broker: &broker::Broker) -> usize {
+    broker
+        .audit(&broker::audit::AuditFilter::default())
+        .unwrap()
+        .iter()
+        .filter(|r| r.kind == "call_api")
+        .count()
+}
+
 /// A small tmpfs, unmounted on drop.
 struct SmallDisk {
     dir: tempfile::TempDir,
@@ -246,12 +256,7 @@ async fn full_disk_loses_no_grant_and_no_activity() {
     };
     let first = broker.call_api(Some("agent-1"), call()).await.unwrap();
     assert_eq!(first.status, 200);
-    let calls_before = broker
-        .audit(&broker::audit::AuditFilter::default())
-        .unwrap()
-        .iter()
-        .filter(|r| r.kind == "call_api")
-        .count();
+    let calls_before = audited_calls(&broker);
     assert_eq!(calls_before, 1);
 
     let filler = disk.fill();
@@ -260,12 +265,7 @@ async fn full_disk_loses_no_grant_and_no_activity() {
         let answer = broker.call_api(Some("agent-1"), call()).await.unwrap();
         assert_eq!(answer.status, 200, "agents keep working on a full disk");
     }
-    let stored = broker
-        .audit(&broker::audit::AuditFilter::default())
-        .unwrap()
-        .iter()
-        .filter(|r| r.kind == "call_api")
-        .count();
+    let stored = audited_calls(&broker);
     assert!(
         stored < 1 + CALLS,
         "the full disk refused the activity log ({stored} stored): the test filled nothing"
@@ -282,12 +282,7 @@ async fn full_disk_loses_no_grant_and_no_activity() {
     std::fs::remove_file(filler).unwrap();
     // The writer retries once a second; a query flushes after that.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let stored = broker
-        .audit(&broker::audit::AuditFilter::default())
-        .unwrap()
-        .iter()
-        .filter(|r| r.kind == "call_api")
-        .count();
+    let stored = audited_calls(&broker);
     assert_eq!(stored, 1 + CALLS, "no activity lost");
     common::connect(&broker, s.port, &api).await.unwrap();
     broker.shutdown().await;
