@@ -184,6 +184,7 @@ fn audit_and_admin_errors_are_messages() {
 fn tray_summary_words() {
     let status = |session: &str, grants: &[broker::GrantStatus]| broker::Status {
         paused: false,
+        keychain_pending: 0,
         zone: Some("http://127.0.0.1:1".into()),
         account: None,
         session: session.into(),
@@ -219,6 +220,11 @@ fn tray_summary_words() {
     let (state, tip) = summarize(Ok(&paused));
     assert_eq!(state, TrayState::Attention);
     assert!(tip.contains("paused"), "{tip}");
+    let mut locked = status("signed_in", &[Connected]);
+    locked.keychain_pending = 1;
+    let (state, tip) = summarize(Ok(&locked));
+    assert_eq!(state, TrayState::Attention);
+    assert!(tip.contains("unlock the keychain"), "{tip}");
 }
 
 #[test]

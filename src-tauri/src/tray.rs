@@ -46,6 +46,12 @@ pub fn summarize(status: Result<&broker::Status, &str>) -> (TrayState, String) {
         };
         return (TrayState::SignedOut, format!("Keycard Broker — {why}"));
     }
+    if status.keychain_pending > 0 {
+        return (
+            TrayState::Attention,
+            "Keycard Broker — unlock the keychain: a renewed sign-in waits to be saved".to_string(),
+        );
+    }
     if status.paused {
         return (
             TrayState::Attention,

@@ -30,6 +30,11 @@ pub enum Event {
     PauseChanged {
         paused: bool,
     },
+    /// Renewed refresh tokens are waiting in memory because the keychain refuses them
+    /// (locked); 0 when the keychain has taken them all. Quitting before then loses them.
+    KeychainPending {
+        count: usize,
+    },
     /// A new audit record (agent call or token acquisition) for the live activity view.
     Activity {
         record: AuditRecord,

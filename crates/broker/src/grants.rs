@@ -218,16 +218,33 @@ impl Grants {
                     .remove(&key);
                 if earlier.is_some() {
                     tracing::info!(entry = %self.vault.entry_user(&key), "keychain is back; saved the renewed refresh token");
+                    self.announce_unsaved();
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, entry = %self.vault.entry_user(&key), "keychain refused the renewed refresh token; keeping it in memory until the keychain takes it");
-                self.unsaved
+                let fresh = self
+                    .unsaved
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, token);
+                    .insert(key, token)
+                    .is_none();
+                if fresh {
+                    self.announce_unsaved();
+                }
             }
         }
+    }
+
+    /// How many renewed refresh tokens wait for the keychain.
+    pub fn unsaved_count(&self) -> usize {
+        self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn announce_unsaved(&self) {
+        self.events.emit(Event::KeychainPending {
+            count: self.unsaved_count(),
+        });
     }
 
     /// Retries every rotated token the keychain refused; returns how many are still waiting.
@@ -242,14 +259,18 @@ impl Grants {
         for (key, token) in waiting {
             self.store_rotated(key, token).await;
         }
-        self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.unsaved_count()
     }
 
     fn forget_unsaved(&self, key: &SecretKey) {
-        self.unsaved
+        let removed = self
+            .unsaved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+        if removed.is_some() {
+            self.announce_unsaved();
+        }
     }
 
     /// The zone client, discovered once per broker run (the SDK keeps metadata an hour;
@@ -921,10 +942,10 @@ impl Grants {
             }
         }
         self.vault.delete(SecretKey::Session).await?;
-        self.unsaved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        let had = std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()));
+        if !had.is_empty() {
+            self.announce_unsaved();
+        }
         self.db.delete_session()?;
         self.drop_slots(|_| true);
         self.events.emit(Event::SessionChanged {

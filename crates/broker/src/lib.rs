@@ -111,6 +111,9 @@ pub struct Status {
     /// Agent access paused by the user (the MCP endpoint answers 503).
     #[serde(default)]
     pub paused: bool,
+    /// Renewed refresh tokens the keychain refused (locked), held in memory until it accepts.
+    #[serde(default)]
+    pub keychain_pending: usize,
     pub connections: Vec<ConnectionStatus>,
 }
 
@@ -429,6 +432,7 @@ impl Broker {
             }
             .into(),
             paused: self.paused(),
+            keychain_pending: self.grants.unsaved_count(),
             connections,
         })
     }

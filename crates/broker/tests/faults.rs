@@ -148,9 +148,15 @@ async fn keychain_locked_mid_run_loses_no_grant() {
         (b, task)
     };
     let (broker, task) = pending;
+    let mut events = broker.subscribe();
     task.await
         .unwrap()
         .expect("the token the zone issued is used although the keychain refused the rotation");
+    assert_eq!(
+        broker.status().unwrap().keychain_pending,
+        1,
+        "status tells the user a renewed token waits for the keychain"
+    );
     unlock_keychain().await;
 
     // The next renewal uses the rotated token held in memory (the zone rotates strictly:
@@ -161,6 +167,18 @@ async fn keychain_locked_mid_run_loses_no_grant() {
     assert_eq!(
         counters["refresh_reused"], 0,
         "no replay needed: {counters}"
+    );
+    assert_eq!(broker.status().unwrap().keychain_pending, 0);
+    let mut announced = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let broker::Event::KeychainPending { count } = event {
+            announced.push(count);
+        }
+    }
+    assert_eq!(
+        announced,
+        vec![1, 0],
+        "the window hears when a token starts waiting and when the keychain took it"
     );
     broker.shutdown().await;
     drop(broker);

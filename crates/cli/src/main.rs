@@ -752,6 +752,12 @@ fn print_status(status: &broker::Status) {
     if status.paused {
         println!("Agents:  paused (run `keycard-broker resume`)");
     }
+    if status.keychain_pending > 0 {
+        println!(
+            "Keychain: locked — {} renewed sign-in token(s) wait in memory; unlock the keychain before quitting the broker",
+            status.keychain_pending
+        );
+    }
     if status.connections.is_empty() {
         println!("No connections yet — run `keycard-broker connect github` (or any resource).");
         return;

@@ -36,6 +36,7 @@ export type BrokerEvent =
   | { type: 'token_issued'; resource: string }
   | { type: 'resources_changed' }
   | { type: 'clients_changed' }
+  | { type: 'keychain_pending'; count: number }
   | { type: 'activity'; record: AuditRecord };
 
 /** Errors from commands are the engine's one-line message. */

@@ -108,6 +108,8 @@ describe('connections', () => {
     expect(overall(status)).toBe('attention');
     expect(overall({ ...status, connections: [status.connections[1]] })).toBe('ok');
     expect(overall({ ...status, session: 'needs_login' })).toBe('signed_out');
+    const healthy = { ...status, connections: [status.connections[1]] };
+    expect(overall({ ...healthy, keychain_pending: 1 })).toBe('attention');
   });
 
   it('names resources', () => {

@@ -27,6 +27,9 @@ export interface Status {
   zone: string | null;
   account: string | null;
   session: 'signed_in' | 'needs_login' | 'signed_out';
+  paused?: boolean;
+  /** Renewed refresh tokens waiting in memory for a locked keychain. */
+  keychain_pending?: number;
   connections: ConnectionStatus[];
 }
 
@@ -268,6 +271,7 @@ export function suggestClientName(kind: string, taken: string[]): string {
 /** The tray-like summary for the header. */
 export function overall(status: Status | null): 'ok' | 'attention' | 'signed_out' {
   if (!status || status.session !== 'signed_in') return 'signed_out';
+  if ((status.keychain_pending ?? 0) > 0) return 'attention';
   return status.connections.some((c) => c.status === 'needs_reconnect' || c.status === 'error')
     ? 'attention'
     : 'ok';
