@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Profiles `keycard-broker serve` (release) under `call_api` load: a flamegraph of where the
+# broker's CPU goes and the system calls it makes per call. How the hot-path findings in README
+# were made; not part of the test run.
+#
+#   tests/bench/profile.sh [concurrency=1] [seconds=5]
+#
+# Writes ${CARGO_TARGET_DIR:-target}/bench/{flamegraph.svg,perf-report.txt,syscalls.txt}. Needs
+# perf (Debian linux-perf), strace, and inferno (cargo install inferno --version 0.12.3 --locked);
+# missing ones are installed. Software sampling (cpu-clock) works where hardware counters do not.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+if [ -z "${KEYCARD_BENCH_IN_KEYRING:-}" ]; then
+  export KEYCARD_BENCH_IN_KEYRING=1
+  exec "$root/scripts/with-keyring" "$0" "$@"
+fi
+cd "$root"
+conc="${1:-1}"
+secs="${2:-5}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+out="$target/bench"
+mkdir -p "$out"
+
+need_apt=()
+command -v perf >/dev/null || need_apt+=(linux-perf)
+command -v strace >/dev/null || need_apt+=(strace)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get install -y "${need_apt[@]}" >&2
+fi
+command -v inferno-flamegraph >/dev/null || cargo install inferno --version 0.12.3 --locked >&2
+
+cargo build --release -p keycard-broker-cli -p keycard-bench >&2
+for d in tests/zone tests/mcp; do
+  [ -d "$d/node_modules" ] || (cd "$d" && npm ci --silent >&2)
+done
+export KEYCARD_BROKER_BIN="$target/release/keycard-broker"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+eval "$(tests/mcp/stack.sh)"
+read -r zone_pid up_pid serve_pid <<<"$STACK_PIDS"
+pids+=("$zone_pid" "$up_pid" "$serve_pid")
+load() { "$target/release/keycard-bench" load "$MCP_URL" "$MCP_TOKEN" "$FIXTURE/items" "$conc" "$1"; }
+
+load 2 >/dev/null # warm: session, exchange, connections
+echo "profile: perf record of the broker, concurrency $conc, $secs s …" >&2
+perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$serve_pid" -o "$out/perf.data" \
+  -- sleep "$secs" 2>/dev/null &
+perf_pid=$!
+under_perf="$(load "$secs")"
+wait "$perf_pid" || true
+perf script -i "$out/perf.data" 2>/dev/null | inferno-collapse-perf | inferno-flamegraph \
+  --title "keycard-broker serve, call_api at concurrency $conc" > "$out/flamegraph.svg"
+perf report -i "$out/perf.data" --no-children --sort sym --stdio 2>/dev/null \
+  | grep -v '^#' | grep '%' | head -60 > "$out/perf-report.txt" || true
+
+echo "profile: strace -c of the broker, same load …" >&2
+strace -c -f -p "$serve_pid" -o "$out/strace.raw" &
+strace_pid=$!
+sleep 0.5
+under_strace="$(load "$secs")"
+kill -INT "$strace_pid"
+wait "$strace_pid" 2>/dev/null || true
+calls="$(printf '%s\n' "$under_strace" | awk '{print $2}')"
+{
+  echo "load under strace: $under_strace"
+  echo "system calls per call_api (all broker threads):"
+  awk -v n="$calls" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ { printf "  %-16s %6.2f\n", $NF, $4 / n }' "$out/strace.raw" \
+    | sort -k2 -nr | head -12 || true
+} > "$out/syscalls.txt"
+
+echo "load under perf: $under_perf"
+cat "$out/syscalls.txt"
+echo "top of the profile (self time):"
+head -25 "$out/perf-report.txt" || true
+echo "profile: wrote $out/flamegraph.svg, $out/perf-report.txt, $out/syscalls.txt" >&2
