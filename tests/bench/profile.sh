@@ -15,11 +15,10 @@ if [ -z "${KEYCARD_BENCH_IN_KEYRING:-}" ]; then
   exec "$root/scripts/with-keyring" "$0" "$@"
 fi
 cd "$root"
+source tests/bench/common.sh
 conc="${1:-1}"
 secs="${2:-5}"
-target="${CARGO_TARGET_DIR:-$root/target}"
 out="$target/bench"
-mkdir -p "$out"
 
 need_apt=()
 command -v perf >/dev/null || need_apt+=(linux-perf)
@@ -30,20 +29,8 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 command -v inferno-flamegraph >/dev/null || cargo install inferno --version 0.12.3 --locked >&2
 
-cargo build --release -p keycard-broker-cli -p keycard-bench >&2
-for d in tests/zone tests/mcp; do
-  [ -d "$d/node_modules" ] || (cd "$d" && npm ci --silent >&2)
-done
-export KEYCARD_BROKER_BIN="$target/release/keycard-broker"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-eval "$(tests/mcp/stack.sh)"
-read -r zone_pid up_pid serve_pid <<<"$STACK_PIDS"
-pids+=("$zone_pid" "$up_pid" "$serve_pid")
+bench_build
+bench_stack
 load() { "$target/release/keycard-bench" load "$MCP_URL" "$MCP_TOKEN" "$FIXTURE/items" "$conc" "$1"; }
 
 load 2 >/dev/null # warm: session, exchange, connections

@@ -17,13 +17,12 @@ if [ -z "${KEYCARD_BENCH_IN_KEYRING:-}" ]; then
   exec "$root/scripts/with-keyring" "$0" "$@"
 fi
 cd "$root"
-target="${CARGO_TARGET_DIR:-$root/target}"
+source tests/bench/common.sh
 out="${BENCH_OUT:-$target/bench}"
-mkdir -p "$out" "$target/bench"
+mkdir -p "$out"
 
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
-echo "bench: building release binaries (keycard-broker, keycard-bench) …" >&2
-cargo build --release -p keycard-broker-cli -p keycard-bench >&2
+bench_build
 
 venv="$target/bench/venv"
 stamp="$venv/.requirements.sha256"
@@ -34,22 +33,8 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/bench/requirements.txt >&2
   echo "$want" > "$stamp"
 fi
-for d in tests/zone tests/mcp; do
-  [ -d "$d/node_modules" ] || (cd "$d" && npm ci --silent >&2)
-done
 
-export KEYCARD_BROKER_BIN="${KEYCARD_BROKER_BIN:-$target/release/keycard-broker}"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-echo "bench: standing up zone emulator + upstream fixture + keycard-broker serve (tests/mcp/stack.sh) …" >&2
-eval "$(tests/mcp/stack.sh)"
-read -r zone_pid up_pid serve_pid <<<"$STACK_PIDS"
-pids+=("$zone_pid" "$up_pid" "$serve_pid")
+bench_stack
 
 ref_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 "$venv/bin/python" tests/bench/reference_server.py --zone "$ZONE" --resource "$FIXTURE" --port "$ref_port" \

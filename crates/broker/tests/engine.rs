@@ -89,15 +89,7 @@ async fn hundred_cold_requests_cause_one_exchange_then_cache() {
     assert_eq!(status.connections[0].status, GrantStatus::Connected);
     assert!(status.connections[0].last_used_at.is_some());
 
-    let entries = testkit::keychain_entries(&profile);
-    assert!(
-        entries.contains(&format!("{profile}/session")),
-        "{entries:?}"
-    );
-    assert!(
-        entries.contains(&format!("{profile}/connection/{FIXTURE}")),
-        "{entries:?}"
-    );
+    testkit::assert_signed_in_and_connected(&profile, FIXTURE);
     assert_clean(&zone, &s).await;
 }
 

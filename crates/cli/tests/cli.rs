@@ -90,15 +90,7 @@ async fn full_lifecycle_through_the_cli() {
         let config = broker::config::Config::load(Some(home.dir.path())).unwrap();
         config.profile()
     };
-    let entries = testkit::keychain_entries(&profile);
-    assert!(
-        entries.contains(&format!("{profile}/session")),
-        "{entries:?}"
-    );
-    assert!(
-        entries.contains(&format!("{profile}/connection/{FIXTURE}")),
-        "{entries:?}"
-    );
+    testkit::assert_signed_in_and_connected(&profile, FIXTURE);
 
     home.ok(&["revoke", FIXTURE]).await;
     assert_eq!(

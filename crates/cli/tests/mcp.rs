@@ -261,18 +261,16 @@ async fn client_config_write_gives_a_working_client() {
         r#"{"mcpServers":{"other":{"url":"http://x"}},"keep":true}"#,
     )
     .unwrap();
-    let out = s
-        .home
-        .ok(&[
-            "clients",
-            "config",
-            "cursor",
-            "cursor",
-            "--write",
-            "--file",
-            file.to_str().unwrap(),
-        ])
-        .await;
+    let write_config = [
+        "clients",
+        "config",
+        "cursor",
+        "cursor",
+        "--write",
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    let out = s.home.ok(&write_config).await;
     assert!(out.contains("backup"), "{out}");
     let written: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(written["keep"], true);
@@ -291,17 +289,7 @@ async fn client_config_write_gives_a_working_client() {
         false
     );
     // Writing it again rotates the token: the old one dies.
-    s.home
-        .ok(&[
-            "clients",
-            "config",
-            "cursor",
-            "cursor",
-            "--write",
-            "--file",
-            file.to_str().unwrap(),
-        ])
-        .await;
+    s.home.ok(&write_config).await;
     let r = mcp
         .post(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
         .await;

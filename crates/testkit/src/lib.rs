@@ -260,6 +260,17 @@ pub fn callback_prefix(port: u16) -> String {
     format!("http://127.0.0.1:{port}/callback")
 }
 
+/// Panics unless the keychain holds the session and the connection to `resource` of `profile`.
+pub fn assert_signed_in_and_connected(profile: &str, resource: &str) {
+    let entries = keychain_entries(profile);
+    for want in [
+        format!("{profile}/session"),
+        format!("{profile}/connection/{resource}"),
+    ] {
+        assert!(entries.contains(&want), "{want} missing from {entries:?}");
+    }
+}
+
 /// Keychain entries of this service whose `username` starts with `profile/`, via
 /// `secret-tool` (a client independent of the broker).
 pub fn keychain_entries(profile: &str) -> Vec<String> {

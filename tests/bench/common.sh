@@ -1,0 +1,25 @@
+# Sourced by tests/bench/run.sh and profile.sh (after `cd` to the repository root, inside
+# scripts/with-keyring): builds the release binaries and stands up zone emulator + upstream
+# fixture + `keycard-broker serve` (tests/mcp/stack.sh), killed on exit. Sets target,
+# zone_pid, up_pid, serve_pid, the stack's variables (MCP_URL, MCP_TOKEN, FIXTURE, ZONE,
+# KEYCARD_BROKER_HOME) and `pids` (append more to have them killed too).
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+mkdir -p "$target/bench"
+
+bench_build() {
+  echo "bench: building release binaries (keycard-broker, keycard-bench) …" >&2
+  cargo build --release -p keycard-broker-cli -p keycard-bench >&2
+  for d in tests/zone tests/mcp; do
+    [ -d "$d/node_modules" ] || (cd "$d" && npm ci --silent >&2)
+  done
+}
+
+bench_stack() {
+  export KEYCARD_BROKER_BIN="${KEYCARD_BROKER_BIN:-$target/release/keycard-broker}"
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+  echo "bench: standing up zone emulator + upstream fixture + keycard-broker serve (tests/mcp/stack.sh) …" >&2
+  eval "$(tests/mcp/stack.sh)"
+  read -r zone_pid up_pid serve_pid <<<"$STACK_PIDS"
+  pids+=("$zone_pid" "$up_pid" "$serve_pid")
+}
