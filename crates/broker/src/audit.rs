@@ -170,15 +170,19 @@ impl Audit {
         Audit { db, events, writer }
     }
 
-    /// Appends a record (asynchronously) and announces it to live views.
-    pub fn record(&self, r: &AuditRecord) -> Result<(), DbError> {
-        self.events.emit(Event::Activity { record: r.clone() });
-        if let Some(writer) = &self.writer
-            && writer.send(Job::Record(Box::new(r.clone()))).is_ok()
-        {
-            return Ok(());
+    /// Appends a record (asynchronously) and announces it to live views, if any listen.
+    pub fn record(&self, r: AuditRecord) -> Result<(), DbError> {
+        if self.events.has_subscribers() {
+            self.events.emit(Event::Activity { record: r.clone() });
         }
-        insert(&self.db, &[r])
+        let job = match &self.writer {
+            Some(writer) => writer.send(Job::Record(Box::new(r))).err().map(|e| e.0),
+            None => Some(Job::Record(Box::new(r))),
+        };
+        match job {
+            Some(Job::Record(r)) => insert(&self.db, &[&r]),
+            _ => Ok(()),
+        }
     }
 
     /// Waits until every record handed over so far is in the database.
@@ -282,13 +286,13 @@ mod tests {
         let mut a = AuditRecord::new("call_api", Some("cursor"));
         a.resource = Some("https://api.github.com".into());
         a.status = Some(200);
-        audit.record(&a).unwrap();
+        audit.record(a.clone()).unwrap();
         assert!(
             matches!(live.try_recv(), Ok(Event::Activity { .. })),
             "live update"
         );
         let b = AuditRecord::new("list_connections", Some("claude"));
-        audit.record(&b).unwrap();
+        audit.record(b.clone()).unwrap();
         let all = audit.query(&AuditFilter::default()).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].kind, "list_connections", "newest first");

@@ -58,6 +58,12 @@ impl Events {
         self.tx.subscribe()
     }
 
+    /// Whether a shell listens (the CLI's `serve` has none), so callers can skip building
+    /// events nobody reads.
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     pub fn emit(&self, event: Event) {
         // No subscriber is fine: the CLI runs without any.
         let _ = self.tx.send(event);

@@ -653,7 +653,7 @@ impl Grants {
             record.outcome = "error".into();
             record.detail = Some(e.to_string().chars().take(300).collect());
         }
-        if let Err(e) = self.audit.record(&record) {
+        if let Err(e) = self.audit.record(record) {
             tracing::error!(error = %e, "audit record lost");
         }
         match result {

@@ -566,7 +566,7 @@ impl Broker {
                 record.detail = Some(e.to_string().chars().take(300).collect());
             }
         }
-        self.record(&record);
+        self.record(record);
         result
     }
 
@@ -634,7 +634,7 @@ impl Broker {
     }
 
     /// Appends to the audit log; a failing log write is reported, never fatal to the call.
-    pub fn record(&self, record: &AuditRecord) {
+    pub fn record(&self, record: AuditRecord) {
         if let Err(e) = self.audit.record(record) {
             tracing::error!(error = %e, "audit record lost");
         }

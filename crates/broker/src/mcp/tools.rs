@@ -112,7 +112,7 @@ impl BrokerTools {
             }
         };
         record.latency_ms = started.elapsed().as_millis() as u64;
-        self.broker.record(&record);
+        self.broker.record(record);
         Ok(result)
     }
 
@@ -192,7 +192,7 @@ impl BrokerTools {
                 )
             };
             record.latency_ms = started.elapsed().as_millis() as u64;
-            self.broker.record(&record);
+            self.broker.record(record);
             return Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into());
         }
         let round = match self.broker.begin_connect(&args.resource).await {
@@ -200,7 +200,7 @@ impl BrokerTools {
             Err(e) => {
                 record.outcome = "error".into();
                 record.detail = Some(e.to_string());
-                self.broker.record(&record);
+                self.broker.record(record);
                 return Ok(text_error(e.to_string()).into());
             }
         };
@@ -253,7 +253,7 @@ impl BrokerTools {
             let mut requests = rmcp::model::InputRequests::new();
             requests.insert(CONSENT_KEY.to_string(), InputRequest::Elicitation(request));
             record.latency_ms = started.elapsed().as_millis() as u64;
-            self.broker.record(&record);
+            self.broker.record(record);
             return Ok(InputRequiredResult::new(Some(requests), Some(round_id)).into());
         }
         // URL elicitation when the client declared it (2025-11-25); otherwise — or when the
@@ -295,7 +295,7 @@ impl BrokerTools {
             }
         };
         record.latency_ms = started.elapsed().as_millis() as u64;
-        self.broker.record(&record);
+        self.broker.record(record);
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
     }
 }
