@@ -12,41 +12,15 @@ use url::Url;
 
 use crate::catalog::Provider;
 
-/// Bodies returned to the agent are cut past this many bytes (`truncated: true`).
-pub const RESPONSE_LIMIT: usize = 512 * 1024;
+mod scrub;
+mod shape;
+
+pub use scrub::{REDACTED, Scrubber};
+pub use shape::{EVENT_BUDGET, Limits, RESPONSE_LIMIT, event_size, shape, shape_with};
+
 /// Request bodies an agent may send upstream.
 pub const REQUEST_LIMIT: usize = 4 * 1024 * 1024;
 const MAX_REDIRECTS: usize = 5;
-const REDACTED: &str = "[REDACTED]";
-
-/// Headers an agent may never set: credentials are the broker's job, framing is the client's.
-const FORBIDDEN_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "te",
-    "upgrade",
-];
-
-/// Response headers worth showing an agent; everything else (Set-Cookie …) stays behind.
-const SAFE_RESPONSE_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "cache-control",
-    "etag",
-    "last-modified",
-    "link",
-    "location",
-    "retry-after",
-    "date",
-    "www-authenticate",
-    "x-request-id",
-    "x-github-request-id",
-];
 
 /// `call_api` arguments (part of the product's tool contract).
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -84,10 +58,8 @@ pub enum CallError {
     InvalidUrl { url: String, reason: String },
     #[error("unsupported method {0:?}; use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS")]
     InvalidMethod(String),
-    #[error(
-        "the {0} header may not be set by the caller; Keycard Broker authenticates the request itself"
-    )]
-    ForbiddenHeader(String),
+    #[error("the {name} header may not be set by the caller: {why}")]
+    ForbiddenHeader { name: String, why: &'static str },
     #[error("invalid header {0:?}")]
     InvalidHeader(String),
     #[error("the request body is larger than {REQUEST_LIMIT} bytes")]
@@ -100,6 +72,67 @@ pub enum CallError {
     TooManyRedirects,
     #[error("the upstream API could not be reached: {0}")]
     Unreachable(String),
+    #[error(
+        "the upstream answered with Content-Encoding {0:?}, which Keycard Broker cannot inspect for the token; nothing was returned"
+    )]
+    UnreadableEncoding(String),
+    #[error(
+        "refused to send the token to {0} over plain http: only loopback API bases may use http"
+    )]
+    InsecureBase(String),
+}
+
+/// The rule a refused header breaks, in words for the agent.
+fn forbidden_header(lower: &str) -> Option<&'static str> {
+    let credentials = "Keycard Broker authenticates the request itself";
+    let routing = "routing overrides could send the request outside the provider's API base";
+    let reshaping =
+        "Keycard Broker asks for the whole, unencoded body so it can remove the token from it";
+    let framing = "the broker frames the request itself";
+    Some(match lower {
+        "authorization" | "proxy-authorization" | "cookie" => credentials,
+        "x-original-url"
+        | "x-rewrite-url"
+        | "forwarded"
+        | "x-http-method-override"
+        | "x-http-method"
+        | "x-method-override" => routing,
+        "accept-encoding" | "accept-charset" | "range" | "if-range" => reshaping,
+        "host" | "content-length" | "transfer-encoding" | "connection" | "te" | "upgrade" => {
+            framing
+        }
+        _ if lower.starts_with("x-forwarded-") => routing,
+        _ if lower.starts_with("proxy-") => credentials,
+        _ => return None,
+    })
+}
+
+/// The URL as it may be shown or logged: no query, no fragment, at most 200 characters.
+pub fn display_url(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    url[..end].chars().take(200).collect()
+}
+
+/// Path shapes that some servers resolve outside the prefix the broker checked: `;` path
+/// parameters (`/base/..;/admin` on Tomcat and Spring) and encoded separators (`%2F`, `%5C`).
+fn unsafe_path(path: &str) -> Option<&'static str> {
+    if path.contains(';') {
+        return Some(
+            "`;` path parameters are refused (servers such as Tomcat resolve `..;` outside the API base)",
+        );
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
+        return Some(
+            "encoded `/` or `\\` (%2F, %5C) in a path segment is refused (proxies may decode it and leave the API base)",
+        );
+    }
+    None
+}
+
+/// Only loopback hosts may receive a token over plain http.
+pub fn is_secure_base(url: &Url) -> bool {
+    url.scheme() == "https" || (url.scheme() == "http" && crate::net::is_loopback_url(url))
 }
 
 /// Whether `target` lies under `base`: same scheme, host and port, and a path prefix that
@@ -119,10 +152,11 @@ pub fn is_under(base: &Url, target: &Url) -> bool {
     prefix.is_empty() || path == prefix || path.starts_with(&format!("{prefix}/"))
 }
 
-/// Parses an agent-supplied URL; only absolute http(s) without user info.
+/// Parses an agent-supplied URL; only absolute http(s) without user info, and no path a
+/// server could resolve outside the API base.
 pub fn parse_target(url: &str) -> Result<Url, CallError> {
     let bad = |reason: &str| CallError::InvalidUrl {
-        url: url.chars().take(200).collect(),
+        url: display_url(url),
         reason: reason.to_string(),
     };
     let parsed = Url::parse(url).map_err(|e| bad(&e.to_string()))?;
@@ -134,6 +168,9 @@ pub fn parse_target(url: &str) -> Result<Url, CallError> {
     }
     if parsed.host().is_none() {
         return Err(bad("no host"));
+    }
+    if let Some(rule) = unsafe_path(parsed.path()) {
+        return Err(bad(rule));
     }
     Ok(parsed)
 }
@@ -186,8 +223,11 @@ pub fn prepare(req: &ApiRequest) -> Result<Prepared, CallError> {
     let mut headers = HeaderMap::new();
     for (name, value) in req.headers.iter().flatten() {
         let lower = name.to_ascii_lowercase();
-        if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
-            return Err(CallError::ForbiddenHeader(name.clone()));
+        if let Some(why) = forbidden_header(&lower) {
+            return Err(CallError::ForbiddenHeader {
+                name: name.chars().take(64).collect(),
+                why,
+            });
         }
         // Header types reject CR/LF and other bytes that could split the request.
         let header_name = HeaderName::from_bytes(lower.as_bytes())
@@ -229,33 +269,51 @@ pub struct Raw {
 }
 
 impl Raw {
-    /// RFC 6750 `insufficient_scope` in `WWW-Authenticate` on a 403.
-    pub fn insufficient_scope(&self) -> bool {
-        self.status == 403
-            && self
-                .headers
-                .get_all(reqwest::header::WWW_AUTHENTICATE)
-                .iter()
-                .any(|v| v.to_str().is_ok_and(|v| v.contains("insufficient_scope")))
+    /// RFC 6750 `insufficient_scope` in `WWW-Authenticate` on a 403: the scopes the API named
+    /// (empty when it named none).
+    pub fn insufficient_scope(&self) -> Option<Vec<String>> {
+        if self.status != 403 {
+            return None;
+        }
+        self.headers
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.contains("insufficient_scope"))
+            .map(named_scopes)
     }
 }
 
-/// HTTP client for upstream calls: redirects are handled by hand (see [`send`]).
-pub fn http_client() -> Result<reqwest::Client, CallError> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .user_agent(concat!("keycard-broker/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| CallError::Unreachable(e.to_string()))
+/// The `scope="…"` parameter of a `WWW-Authenticate: Bearer` challenge, split.
+fn named_scopes(challenge: &str) -> Vec<String> {
+    let Some(at) = challenge.find("scope=\"") else {
+        return Vec::new();
+    };
+    let rest = &challenge[at + "scope=\"".len()..];
+    let value = rest.split('"').next().unwrap_or("");
+    crate::zone::split_scopes(value)
+        .into_iter()
+        .take(32)
+        .map(|s| s.chars().take(100).collect())
+        .collect()
+}
+
+/// HTTP clients for upstream calls (loopback without proxy, the rest with the user's proxy
+/// settings); redirects are handled by hand (see [`send`]).
+pub fn http_clients() -> Result<crate::net::Clients, CallError> {
+    crate::net::Clients::build(|b| {
+        b.redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+    })
+    .map_err(|e| CallError::Unreachable(e.to_string()))
 }
 
 /// Sends the request with the token, following redirects only while they stay under one of
 /// `bases`. Reads at most the response limit plus the token's length, so scrubbing can never
 /// leave half a token at the cut.
 pub async fn send(
-    http: &reqwest::Client,
+    http: &crate::net::Clients,
     prepared: &Prepared,
     url: &Url,
     token: &SecretString,
@@ -265,9 +323,15 @@ pub async fn send(
     let mut body = prepared.body.clone();
     let mut target = url.clone();
     for _ in 0..=MAX_REDIRECTS {
+        if !is_secure_base(&target) {
+            return Err(CallError::InsecureBase(origin(&target)));
+        }
         let mut request = http
+            .for_url(&target)
             .request(method.clone(), target.clone())
             .headers(prepared.headers.clone())
+            // The body must arrive as it is, or the scrubber could not see the token in it.
+            .header(reqwest::header::ACCEPT_ENCODING, "identity")
             .bearer_auth(token.expose_secret());
         if let Some(b) = &body {
             request = request.body(b.clone());
@@ -285,7 +349,7 @@ pub async fn send(
                 .ok()
                 .and_then(|l| target.join(l).ok())
                 .ok_or_else(|| CallError::RedirectRefused("an unreadable Location".into()))?;
-            if !bases.iter().any(|b| is_under(b, &next)) {
+            if !bases.iter().any(|b| is_under(b, &next)) || unsafe_path(next.path()).is_some() {
                 return Err(CallError::RedirectRefused(origin(&next)));
             }
             if status == reqwest::StatusCode::SEE_OTHER
@@ -299,7 +363,22 @@ pub async fn send(
             target = next;
             continue;
         }
-        let cap = RESPONSE_LIMIT + token.expose_secret().len();
+        if let Some(encoding) = response
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .filter(|e| !e.is_empty() && e != "identity")
+        {
+            return Err(CallError::UnreadableEncoding(
+                encoding.chars().take(40).collect(),
+            ));
+        }
+        // Room past the limit for one escaped copy, so scrubbing sees whole copies up to it.
+        let cap = RESPONSE_LIMIT + 12 * token.expose_secret().len();
         let mut bytes = Vec::new();
         let mut complete = true;
         while let Some(chunk) = response
@@ -322,57 +401,6 @@ pub async fn send(
         });
     }
     Err(CallError::TooManyRedirects)
-}
-
-/// Shapes the raw answer for the agent: token scrubbed everywhere, safe headers only, JSON
-/// parsed when it is JSON and whole, body cut at the limit.
-pub fn shape(raw: Raw, token: &SecretString) -> ApiResponse {
-    let secret = token.expose_secret();
-    let mut text = String::from_utf8_lossy(&raw.body).into_owned();
-    if !secret.is_empty() {
-        text = text.replace(secret, REDACTED);
-    }
-    let mut truncated = !raw.complete;
-    if text.len() > RESPONSE_LIMIT {
-        let mut cut = RESPONSE_LIMIT;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        truncated = true;
-    }
-    let mut headers = BTreeMap::new();
-    for (name, value) in raw.headers.iter() {
-        let n = name.as_str();
-        let safe = SAFE_RESPONSE_HEADERS.contains(&n)
-            || n.starts_with("x-ratelimit-")
-            || n.starts_with("ratelimit");
-        if !safe {
-            continue;
-        }
-        let v = String::from_utf8_lossy(value.as_bytes()).replace(secret, REDACTED);
-        headers
-            .entry(n.to_string())
-            .and_modify(|existing: &mut String| {
-                existing.push_str(", ");
-                existing.push_str(&v);
-            })
-            .or_insert(v);
-    }
-    let is_json = headers
-        .get("content-type")
-        .is_some_and(|t| t.contains("json"));
-    let body = if is_json && !truncated {
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
-    } else {
-        serde_json::Value::String(text)
-    };
-    ApiResponse {
-        status: raw.status,
-        headers,
-        body,
-        truncated,
-    }
 }
 
 fn origin(url: &Url) -> String {
@@ -474,9 +502,15 @@ mod tests {
             body: None,
             resource: None,
         };
-        assert!(matches!(prepare(&req), Err(CallError::ForbiddenHeader(_))));
+        assert!(matches!(
+            prepare(&req),
+            Err(CallError::ForbiddenHeader { .. })
+        ));
         req.headers = Some(BTreeMap::from([("cookie".into(), "a=b".into())]));
-        assert!(matches!(prepare(&req), Err(CallError::ForbiddenHeader(_))));
+        assert!(matches!(
+            prepare(&req),
+            Err(CallError::ForbiddenHeader { .. })
+        ));
         req.headers = Some(BTreeMap::from([("X-A".into(), "a\r\nInjected: 1".into())]));
         assert!(matches!(prepare(&req), Err(CallError::InvalidHeader(_))));
         req.headers = Some(BTreeMap::from([("Bad Name".into(), "v".into())]));
@@ -491,43 +525,106 @@ mod tests {
     }
 
     #[test]
+    fn routing_encoding_and_range_headers_are_refused_with_the_rule() {
+        for name in [
+            "X-Original-URL",
+            "X-Rewrite-URL",
+            "X-Forwarded-For",
+            "X-Forwarded-Host",
+            "x-forwarded-prefix",
+            "Forwarded",
+            "X-HTTP-Method-Override",
+            "Accept-Encoding",
+            "Accept-Charset",
+            "Range",
+            "If-Range",
+            "Proxy-Connection",
+        ] {
+            let req = ApiRequest {
+                method: "GET".into(),
+                url: "https://x".into(),
+                headers: Some(BTreeMap::from([(name.to_string(), "v".to_string())])),
+                body: None,
+                resource: None,
+            };
+            match prepare(&req) {
+                Err(e @ CallError::ForbiddenHeader { .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains(name) && text.contains(':'), "{text}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn target_urls_are_validated() {
         assert!(parse_target("file:///etc/passwd").is_err());
         assert!(parse_target("http://u:p@h/").is_err());
         assert!(parse_target("not a url").is_err());
         assert!(parse_target("https://api.github.com/user").is_ok());
+        for escaping in [
+            "https://api.github.com/repos/..;/admin",
+            "https://api.github.com/repos;jsessionid=1/x",
+            "https://api.github.com/repos/..%2fadmin",
+            "https://api.github.com/repos/..%2Fadmin",
+            "https://api.github.com/repos/..%5cadmin",
+            "https://api.github.com/repos/..%5Cadmin",
+        ] {
+            let e = parse_target(escaping).unwrap_err().to_string();
+            assert!(e.contains("refused"), "{escaping}: {e}");
+        }
+        // The query may hold anything; only the path is checked, and errors never echo it.
+        assert!(parse_target("https://api.github.com/x?a=%2f;b").is_ok());
+        let e = parse_target("file:///x?token=secret")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
     }
 
     #[test]
-    fn shaping_scrubs_the_token_and_truncates() {
-        let token = SecretString::from("tok-123456789");
-        let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
-        headers.insert("x-echo", HeaderValue::from_static("tok-123456789"));
-        headers.insert("location", HeaderValue::from_static("/a?t=tok-123456789"));
-        headers.insert("set-cookie", HeaderValue::from_static("s=1"));
-        let raw = Raw {
-            status: 200,
-            headers,
-            body: br#"{"echo":"Bearer tok-123456789"}"#.to_vec(),
-            complete: true,
-        };
-        let shaped = shape(raw, &token);
-        let all = serde_json::to_string(&shaped).unwrap();
-        assert!(!all.contains("tok-123456789"));
-        assert_eq!(shaped.body["echo"], "Bearer [REDACTED]");
-        assert!(!shaped.headers.contains_key("x-echo"));
-        assert!(!shaped.headers.contains_key("set-cookie"));
-        assert_eq!(shaped.headers["location"], "/a?t=[REDACTED]");
+    fn plain_http_only_to_loopback() {
+        assert!(is_secure_base(&url("https://api.example.com/")));
+        assert!(is_secure_base(&url("http://127.0.0.1:9/api")));
+        assert!(is_secure_base(&url("http://localhost:9/api")));
+        assert!(!is_secure_base(&url("http://api.example.com/")));
+        assert!(!is_secure_base(&url("http://10.0.0.1/")));
+    }
 
-        let big = Raw {
-            status: 200,
-            headers: HeaderMap::new(),
-            body: vec![b'a'; RESPONSE_LIMIT + 10],
-            complete: true,
+    #[test]
+    fn insufficient_scope_names_the_scopes() {
+        let raw = |status: u16, challenge: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "www-authenticate",
+                HeaderValue::from_str(challenge).unwrap(),
+            );
+            Raw {
+                status,
+                headers,
+                body: vec![],
+                complete: true,
+            }
         };
-        let shaped = shape(big, &token);
-        assert!(shaped.truncated);
-        assert_eq!(shaped.body.as_str().unwrap().len(), RESPONSE_LIMIT);
+        assert_eq!(
+            raw(
+                403,
+                r#"Bearer error="insufficient_scope", scope="write admin""#
+            )
+            .insufficient_scope(),
+            Some(vec!["write".to_string(), "admin".to_string()])
+        );
+        assert_eq!(
+            raw(403, r#"Bearer error="insufficient_scope""#).insufficient_scope(),
+            Some(vec![])
+        );
+        assert_eq!(
+            raw(403, r#"Bearer error="invalid_token""#).insufficient_scope(),
+            None
+        );
+        assert_eq!(
+            raw(401, r#"Bearer error="insufficient_scope""#).insufficient_scope(),
+            None
+        );
     }
 }
