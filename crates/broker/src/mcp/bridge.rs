@@ -36,7 +36,9 @@ type Stdout = Arc<Mutex<tokio::io::Stdout>>;
 
 /// Runs until stdin closes (and every open answer stream has been delivered).
 pub async fn run(url: &str, token: &SecretString) -> Result<(), BridgeError> {
-    let http = reqwest::Client::builder()
+    // The bearer goes to the broker on loopback: never through a proxy from the environment.
+    let loopback = url::Url::parse(url).is_ok_and(|u| crate::net::is_loopback_url(&u));
+    let http = crate::net::client_builder(loopback)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| BridgeError::Io(e.to_string()))?;
