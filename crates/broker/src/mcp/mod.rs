@@ -37,14 +37,8 @@ pub fn router(broker: Arc<Broker>, port: u16) -> axum::Router {
     // An empty list would disable rmcp's own Origin check; ours runs first anyway.
     config.allowed_origins = own_origins(port);
     let tools_broker = broker.clone();
-    let pending = tools::PendingRounds::default();
     let service = StreamableHttpService::new(
-        move || {
-            Ok(tools::BrokerTools::new(
-                tools_broker.clone(),
-                pending.clone(),
-            ))
-        },
+        move || Ok(tools::BrokerTools::new(tools_broker.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );

@@ -2,7 +2,6 @@
 //! `list_connections`, `call_api {method, url, headers?, body?, resource?}`, `connect {resource}`.
 //! No tool result ever carries a token.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +19,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::guard::AgentClient;
+use crate::Broker;
 use crate::audit::AuditRecord;
 use crate::upstream::ApiRequest;
-use crate::{Broker, RoundKind};
 
 /// How long a consent round started by an agent waits for the user.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -35,17 +34,12 @@ pub struct ConnectArgs {
     pub resource: String,
 }
 
-/// Consent rounds waiting for a 2026-07-28 client's answer, by round id. Shared by every
-/// handler instance (stateless requests each get a new one).
-pub type PendingRounds = Arc<std::sync::Mutex<HashMap<String, tokio::task::AbortHandle>>>;
-
 /// Key of the consent elicitation inside an `input_required` result.
 const CONSENT_KEY: &str = "consent";
 
 #[derive(Clone)]
 pub struct BrokerTools {
     broker: Arc<Broker>,
-    pending: PendingRounds,
     tool_router: ToolRouter<Self>,
 }
 
@@ -64,10 +58,9 @@ fn text_error(message: impl Into<String>) -> CallToolResult {
 
 #[tool_router]
 impl BrokerTools {
-    pub fn new(broker: Arc<Broker>, pending: PendingRounds) -> BrokerTools {
+    pub fn new(broker: Arc<Broker>) -> BrokerTools {
         BrokerTools {
             broker,
-            pending,
             tool_router: Self::tool_router(),
         }
     }
@@ -162,7 +155,8 @@ impl BrokerTools {
         let started = Instant::now();
         let client = client_of(&context);
         let mut record = AuditRecord::new("connect", client.as_deref());
-        // 2026-07-28 second leg: the client answers the `input_required` we returned.
+        // 2026-07-28 second leg: the client answers the `input_required` we returned; the
+        // request state is the round's opaque id.
         if let Some(round_id) = state {
             let action = responses
                 .as_ref()
@@ -170,17 +164,10 @@ impl BrokerTools {
                 .and_then(|v| v["action"].as_str())
                 .unwrap_or("cancel")
                 .to_string();
-            let handle = self
-                .pending
-                .lock()
-                .ok()
-                .and_then(|mut p| p.remove(&round_id));
             let text = if action == "accept" {
                 "The user accepted; the connection completes in Keycard Broker once they approve in the browser. Call list_connections to see it.".to_string()
             } else {
-                if let Some(h) = handle {
-                    h.abort();
-                }
+                self.broker.cancel_agent_connect(&round_id);
                 record.outcome = "declined".into();
                 format!(
                     "The user {}; nothing was changed.",
@@ -195,7 +182,11 @@ impl BrokerTools {
             self.broker.record(record);
             return Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into());
         }
-        let round = match self.broker.begin_connect(&args.resource).await {
+        let round = match self
+            .broker
+            .begin_agent_connect(&args.resource, CONNECT_TIMEOUT)
+            .await
+        {
             Ok(round) => round,
             Err(e) => {
                 record.outcome = "error".into();
@@ -204,26 +195,11 @@ impl BrokerTools {
                 return Ok(text_error(e.to_string()).into());
             }
         };
-        let name = match &round.kind {
-            RoundKind::Connect(p) => {
-                record.resource = Some(p.resource.clone());
-                p.name.clone()
-            }
-            RoundKind::Login => args.resource.clone(),
-        };
-        let url = round.url.clone();
-        let broker = self.broker.clone();
-        let waiting_for = name.clone();
-        let completion = tokio::spawn(async move {
-            match broker.complete(round, CONNECT_TIMEOUT).await {
-                Ok(()) => {
-                    tracing::info!(provider = %waiting_for, "connected from an agent's request")
-                }
-                Err(e) => {
-                    tracing::warn!(provider = %waiting_for, error = %e, "agent-started consent did not complete")
-                }
-            }
-        });
+        record.resource = Some(round.resource.clone());
+        let name = round.name.clone();
+        // The link is the broker's own page, which redirects to the zone: no `state` or PKCE
+        // value passes through the agent.
+        let url = round.link.clone();
         let message =
             format!("Connect {name} to Keycard Broker: approve access in your Keycard zone.");
         let modern = context
@@ -240,40 +216,49 @@ impl BrokerTools {
         if modern && url_capable {
             // 2026-07-28 has no server-to-client requests: ask through `input_required`; the
             // client retries with the user's answer and this round's id as request state.
-            let round_id = rand_id();
-            if let Ok(mut pending) = self.pending.lock() {
-                pending.insert(round_id.clone(), completion.abort_handle());
-            }
             let request = ElicitRequest::new(ElicitRequestParams::UrlElicitationParams {
                 meta: None,
                 message,
-                url: url.to_string(),
-                elicitation_id: format!("keycard-connect-{round_id}"),
+                url: url.clone(),
+                elicitation_id: format!("keycard-connect-{}", round.id),
             });
             let mut requests = rmcp::model::InputRequests::new();
             requests.insert(CONSENT_KEY.to_string(), InputRequest::Elicitation(request));
             record.latency_ms = started.elapsed().as_millis() as u64;
             self.broker.record(record);
-            return Ok(InputRequiredResult::new(Some(requests), Some(round_id)).into());
+            return Ok(InputRequiredResult::new(Some(requests), Some(round.id)).into());
         }
         // URL elicitation when the client declared it (2025-11-25); otherwise — or when the
-        // client does not answer — the broker opens the system browser itself. The URL is a
-        // plain authorize URL: no secret in it.
-        let elicitation_id = format!("keycard-connect-{}", rand_id());
-        let via_client = tokio::time::timeout(
-            ELICITATION_TIMEOUT,
-            context
-                .peer
-                .elicit_url(message.clone(), url.clone(), elicitation_id),
-        )
-        .await;
+        // client does not answer — the broker opens the system browser itself (rate-limited).
+        let via_client = if url_capable {
+            tokio::time::timeout(
+                ELICITATION_TIMEOUT,
+                context.peer.elicit_url(
+                    message.clone(),
+                    url.parse::<url::Url>().map_err(|_| {
+                        ErrorData::internal_error("connect link is not a URL", None)
+                    })?,
+                    format!("keycard-connect-{}", round.id),
+                ),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+        } else {
+            None
+        };
+        let again = if round.reused {
+            " (a request for it was already waiting; this is the same link)"
+        } else {
+            ""
+        };
         let text = match via_client {
-            Ok(Ok(ElicitationAction::Accept)) => format!(
+            Some(ElicitationAction::Accept) => format!(
                 "The user accepted connecting {name}; it completes in Keycard Broker once they approve in the browser. Call list_connections to see it."
             ),
-            Ok(Ok(action)) => {
+            Some(action) => {
                 // Declined or cancelled: forget the round so its link stops working.
-                completion.abort();
+                self.broker.cancel_agent_connect(&round.id);
                 record.outcome = "declined".into();
                 let word = if action == ElicitationAction::Decline {
                     "declined"
@@ -282,15 +267,13 @@ impl BrokerTools {
                 };
                 format!("The user {word} connecting {name}; nothing was changed.")
             }
-            Ok(Err(_)) | Err(_) => {
-                if open_browser(url.as_str()) {
+            None => {
+                if self.broker.open_agent_connect(&round) {
                     format!(
-                        "Opened the user's browser to connect {name}. It completes once they approve; call list_connections to see it. If no browser appeared, the user can open: {url}"
+                        "Opened the user's browser to connect {name}{again}. It completes once they approve; call list_connections to see it. If no browser appeared, the user can open: {url}"
                     )
                 } else {
-                    format!(
-                        "Ask the user to open this link to connect {name} (no browser could be opened): {url}"
-                    )
+                    format!("Ask the user to open this link to connect {name}{again}: {url}")
                 }
             }
         };
@@ -309,19 +292,4 @@ impl ServerHandler for BrokerTools {
                 "Keycard Broker calls third-party APIs as the user. Use list_connections to see what is connected, call_api to make requests (never send credentials yourself), and connect when a provider is missing or needs reconnect.",
             )
     }
-}
-
-fn rand_id() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 8];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Opens the system browser unless `KEYCARD_BROKER_NO_BROWSER` is set (tests, headless use).
-pub fn open_browser(url: &str) -> bool {
-    if std::env::var_os("KEYCARD_BROKER_NO_BROWSER").is_some() {
-        return false;
-    }
-    webbrowser::open(url).is_ok()
 }
