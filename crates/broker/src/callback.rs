@@ -30,6 +30,10 @@ pub enum CallbackError {
         "the redirect came from issuer {found:?}, not from the configured zone {expected:?}; refusing it"
     )]
     WrongIssuer { expected: String, found: String },
+    #[error(
+        "the redirect carried no iss parameter although the zone promises one (RFC 9207); refusing it"
+    )]
+    MissingIssuer,
     #[error("the redirect carried no authorization code")]
     MissingCode,
     #[error("no answer from the browser within {0} s; run the command again")]
@@ -40,6 +44,8 @@ pub enum CallbackError {
 
 struct Pending {
     issuer: String,
+    /// The zone advertises `authorization_response_iss_parameter_supported`: `iss` is required.
+    require_iss: bool,
     tx: oneshot::Sender<Result<SecretString, CallbackError>>,
 }
 
@@ -82,14 +88,16 @@ impl Drop for Waiter {
 }
 
 impl Callbacks {
-    /// Registers a round's `state`; the redirect must come back with it and from `issuer`.
-    pub fn register(&self, state: &str, issuer: &str) -> Waiter {
+    /// Registers a round's `state`; the redirect must come back with it and from `issuer`
+    /// (and name it in `iss` when `require_iss`).
+    pub fn register(&self, state: &str, issuer: &str, require_iss: bool) -> Waiter {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(
                 state.to_string(),
                 Pending {
                     issuer: issuer.to_string(),
+                    require_iss,
                     tx,
                 },
             );
@@ -141,7 +149,9 @@ impl Callbacks {
                 "This sign-in link is unknown, expired or already used. Start again from Keycard Broker.".into(),
             );
         };
-        let outcome = if let Some(found) = params
+        let outcome = if pending.require_iss && !params.contains_key("iss") {
+            Err(CallbackError::MissingIssuer)
+        } else if let Some(found) = params
             .get("iss")
             .filter(|iss| !same_issuer(iss, &pending.issuer))
         {
@@ -185,7 +195,7 @@ async fn handle(State(callbacks): State<Callbacks>, RawQuery(query): RawQuery) -
 }
 
 /// A small self-contained page: no scripts, no external loads, no referrer, not cached.
-fn page(status: StatusCode, title: &str, message: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, message: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} — Keycard Broker</title>\
          <meta name=\"color-scheme\" content=\"light dark\">\
@@ -229,7 +239,7 @@ mod tests {
     #[tokio::test]
     async fn delivers_code_once() {
         let cb = Callbacks::default();
-        let waiter = cb.register("s1", ISS);
+        let waiter = cb.register("s1", ISS, false);
         let (status, _, _) = cb.resolve("code=abc&state=s1&iss=https%3A%2F%2Fz.keycard.cloud");
         assert_eq!(status, StatusCode::OK);
         let code = waiter.wait(Duration::from_secs(1)).await.unwrap();
@@ -241,7 +251,7 @@ mod tests {
     #[tokio::test]
     async fn refuses_wrong_issuer_unknown_state_and_garbage() {
         let cb = Callbacks::default();
-        let waiter = cb.register("s2", ISS);
+        let waiter = cb.register("s2", ISS, false);
         assert_eq!(
             cb.resolve("code=abc&state=other").0,
             StatusCode::BAD_REQUEST
@@ -264,15 +274,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn requires_iss_when_the_zone_promises_it() {
+        let cb = Callbacks::default();
+        let waiter = cb.register("s5", ISS, true);
+        assert_eq!(cb.resolve("code=abc&state=s5").0, StatusCode::BAD_REQUEST);
+        assert!(matches!(
+            waiter.wait(Duration::from_secs(1)).await,
+            Err(CallbackError::MissingIssuer)
+        ));
+        let waiter = cb.register("s6", ISS, true);
+        let (status, _, _) = cb.resolve("code=abc&state=s6&iss=https%3A%2F%2Fz.keycard.cloud");
+        assert_eq!(status, StatusCode::OK);
+        assert!(waiter.wait(Duration::from_secs(1)).await.is_ok());
+    }
+
+    #[tokio::test]
     async fn reports_denial_and_timeout() {
         let cb = Callbacks::default();
-        let waiter = cb.register("s3", ISS);
+        let waiter = cb.register("s3", ISS, false);
         cb.resolve("error=access_denied&error_description=nope&state=s3");
         assert!(matches!(
             waiter.wait(Duration::from_secs(1)).await,
             Err(CallbackError::Denied { .. })
         ));
-        let waiter = cb.register("s4", ISS);
+        let waiter = cb.register("s4", ISS, false);
         assert!(matches!(
             waiter.wait(Duration::from_millis(10)).await,
             Err(CallbackError::Timeout(0))
