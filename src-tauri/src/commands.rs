@@ -268,14 +268,16 @@ async fn setup_client<R: Runtime>(
     let snippet = Snippet::new(kind, &name, &url, &token, &exe);
     let mut written = None;
     let mut backup = None;
+    let mut warning = None;
     let mut write_error = None;
     if write {
         match client_setup::default_path(kind)
-            .and_then(|path| client_setup::merge_into(&snippet, &path).map(|b| (path, b)))
+            .and_then(|path| client_setup::merge_into(&snippet, &path).map(|w| (path, w)))
         {
-            Ok((path, b)) => {
+            Ok((path, w)) => {
                 written = Some(path.display().to_string());
-                backup = b.map(|b| b.display().to_string());
+                backup = w.backup.as_ref().map(|b| b.display().to_string());
+                warning = w.warning();
             }
             Err(e) => write_error = Some(e.to_string()),
         }
@@ -288,6 +290,7 @@ async fn setup_client<R: Runtime>(
         "note": snippet.note(),
         "written": written,
         "backup": backup,
+        "warning": warning,
         "write_error": write_error,
     }))
 }

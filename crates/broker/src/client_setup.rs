@@ -244,8 +244,31 @@ pub fn default_path(kind: Kind) -> Result<PathBuf, SetupError> {
     })
 }
 
-/// Merges the snippet into `path`; returns the backup's path when a file existed.
-pub fn merge_into(snippet: &Snippet, path: &Path) -> Result<Option<PathBuf>, SetupError> {
+/// What [`merge_into`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// A copy of the file as it was, when one existed.
+    pub backup: Option<PathBuf>,
+    /// The git work tree the file lies in, if any: a token written there could be committed.
+    pub git_work_tree: Option<PathBuf>,
+}
+
+impl Written {
+    /// A warning for the user when the file could end up in a repository.
+    pub fn warning(&self) -> Option<String> {
+        self.git_work_tree.as_ref().map(|root| {
+            format!(
+                "warning: this file is inside the git work tree {}; make sure it is ignored (.gitignore) so the client token is never committed",
+                root.display()
+            )
+        })
+    }
+}
+
+/// Merges the snippet into `path`, keeping a backup of what was there. Files are created
+/// afresh (`O_EXCL`, mode 0600) and renamed into place: a file or symlink planted at a
+/// temporary or backup name never receives the token.
+pub fn merge_into(snippet: &Snippet, path: &Path) -> Result<Written, SetupError> {
     let io = |e: std::io::Error| SetupError::Io {
         path: path.into(),
         reason: e.to_string(),
@@ -256,26 +279,49 @@ pub fn merge_into(snippet: &Snippet, path: &Path) -> Result<Option<PathBuf>, Set
         Err(e) => return Err(io(e)),
     };
     let merged = snippet.merge(existing.as_deref().unwrap_or(""), path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config".into());
     let backup = match &existing {
         Some(text) => {
             let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
-            let mut name = path.as_os_str().to_owned();
-            name.push(format!(".bak-{stamp}"));
-            let backup = PathBuf::from(name);
-            crate::config::write_private(&backup, text.as_bytes()).map_err(io)?;
-            Some(backup)
+            let mut file = tempfile::Builder::new()
+                .prefix(&format!("{name}.bak-{stamp}-"))
+                .tempfile_in(&dir)
+                .map_err(io)?;
+            std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io)?;
+            let (_, kept) = file.keep().map_err(|e| io(e.error))?;
+            Some(kept)
         }
         None => None,
     };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".keycard-tmp");
-    let tmp = PathBuf::from(tmp);
-    crate::config::write_private(&tmp, merged.as_bytes()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(backup)
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.keycard-"))
+        .tempfile_in(&dir)
+        .map_err(io)?;
+    std::io::Write::write_all(&mut tmp, merged.as_bytes()).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    // rename(2) replaces a symlink at `path` itself; it never writes through it.
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(Written {
+        backup,
+        git_work_tree: git_work_tree(&dir),
+    })
+}
+
+/// The nearest ancestor of `dir` holding `.git` (a directory, or a file for worktrees).
+fn git_work_tree(dir: &Path) -> Option<PathBuf> {
+    let start = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    start
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
 }
 
 #[cfg(test)]
@@ -300,7 +346,7 @@ mod tests {
                 "kcb_tok",
                 "/bin/kb",
             );
-            let backup = merge_into(&s, &path).unwrap().unwrap();
+            let backup = merge_into(&s, &path).unwrap().backup.unwrap();
             assert_eq!(std::fs::read_to_string(backup).unwrap(), existing);
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(text.contains("other"), "{kind:?} kept the other server");
@@ -337,6 +383,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn planted_temporary_names_and_symlinks_never_receive_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        let path = dir.path().join("mcp.json");
+        std::fs::write(&path, "{}").unwrap();
+        // The names an older version used, planted as symlinks to a file the attacker reads.
+        std::os::unix::fs::symlink(&victim, dir.path().join("mcp.json.keycard-tmp")).unwrap();
+        let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!("mcp.json.bak-{stamp}")))
+            .unwrap();
+        let s = Snippet::new(
+            Kind::Cursor,
+            "a",
+            "http://127.0.0.1:1/mcp",
+            "kcb_secret",
+            "kb",
+        );
+        let written = merge_into(&s, &path).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("kcb_secret")
+        );
+        assert!(written.git_work_tree.is_none());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A symlink at the target itself is replaced, not written through.
+        let linked = dir.path().join("linked.json");
+        std::fs::write(&linked, "{}").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&linked, &path).unwrap();
+        merge_into(&s, &path).unwrap();
+        assert_eq!(std::fs::read_to_string(&linked).unwrap(), "{}");
+        assert!(
+            !std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn a_file_inside_a_git_work_tree_is_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let path = dir.path().join("sub/.mcp.json");
+        let s = Snippet::new(Kind::ClaudeCode, "a", "http://127.0.0.1:1/mcp", "t", "kb");
+        let written = merge_into(&s, &path).unwrap();
+        let root = written.git_work_tree.clone().unwrap();
+        assert_eq!(root, std::fs::canonicalize(dir.path()).unwrap());
+        assert!(written.warning().unwrap().contains(".gitignore"));
     }
 
     #[test]
