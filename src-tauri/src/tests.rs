@@ -188,6 +188,7 @@ fn tray_summary_words() {
         zone: Some("http://127.0.0.1:1".into()),
         account: None,
         session: session.into(),
+        resource: None,
         connections: grants
             .iter()
             .enumerate()

@@ -69,6 +69,11 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_at ON audit (at);
 "#,
+    // The resource identifier the session was signed in for: every refresh presents it, so a
+    // port change (which changes the default identifier) never costs the sign-in.
+    r#"
+ALTER TABLE session ADD COLUMN resource TEXT;
+"#,
 ];
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -103,6 +108,9 @@ pub struct SessionRecord {
     pub signed_in_at: DateTime<Utc>,
     pub status: SessionStatus,
     pub last_error: Option<String>,
+    /// The broker's resource identifier at sign-in (None for sessions from older versions).
+    #[serde(default)]
+    pub resource: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,7 +291,7 @@ impl Db {
     pub fn session(&self) -> Result<Option<SessionRecord>, DbError> {
         self.with(|c| {
             c.query_row(
-                "SELECT issuer, account, subject, signed_in_at, status, last_error FROM session WHERE id = 1",
+                "SELECT issuer, account, subject, signed_in_at, status, last_error, resource FROM session WHERE id = 1",
                 [],
                 |r| {
                     Ok((
@@ -293,11 +301,12 @@ impl Db {
                         r.get::<_, String>(3)?,
                         r.get::<_, String>(4)?,
                         r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
                     ))
                 },
             )
             .optional()?
-            .map(|(issuer, account, subject, at, status, last_error)| {
+            .map(|(issuer, account, subject, at, status, last_error, resource)| {
                 Ok(SessionRecord {
                     issuer,
                     account,
@@ -309,6 +318,7 @@ impl Db {
                         _ => return Err(DbError::Corrupt("session.status".into())),
                     },
                     last_error,
+                    resource,
                 })
             })
             .transpose()
@@ -318,18 +328,20 @@ impl Db {
     pub fn put_session(&self, s: &SessionRecord) -> Result<(), DbError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO session (id, issuer, account, subject, signed_in_at, status, last_error)
-                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO session (id, issuer, account, subject, signed_in_at, status, last_error, resource)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(id) DO UPDATE SET issuer = excluded.issuer, account = excluded.account,
                    subject = excluded.subject, signed_in_at = excluded.signed_in_at,
-                   status = excluded.status, last_error = excluded.last_error",
+                   status = excluded.status, last_error = excluded.last_error,
+                   resource = excluded.resource",
                 params![
                     s.issuer,
                     s.account,
                     s.subject,
                     s.signed_in_at.to_rfc3339(),
                     s.status.as_str(),
-                    s.last_error
+                    s.last_error,
+                    s.resource
                 ],
             )?;
             Ok(())

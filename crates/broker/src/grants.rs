@@ -29,6 +29,8 @@ use crate::zone::{ClientIdentity, TokenSet, Zone, ZoneError, same_issuer};
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 /// Lifetime assumed when the zone gives none.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// Longest a token is cached whatever `expires_in` says (a zone may answer absurd values).
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Attempts per acquisition on transient zone failures, and the cap on one wait.
 const ATTEMPTS: u32 = 3;
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
@@ -88,13 +90,19 @@ impl Cached {
         Cached {
             token,
             scopes,
-            expires_at: Instant::now() + expires_in.unwrap_or(DEFAULT_LIFETIME),
+            expires_at: Instant::now() + lifetime(expires_in),
         }
     }
 
     fn fresh(&self) -> bool {
         Instant::now() + EXPIRY_MARGIN < self.expires_at
     }
+}
+
+/// The cache lifetime for a zone's `expires_in`: the default when absent, capped so that no
+/// answer can overflow the clock.
+fn lifetime(expires_in: Option<Duration>) -> Duration {
+    expires_in.unwrap_or(DEFAULT_LIFETIME).min(MAX_LIFETIME)
 }
 
 #[derive(Default)]
@@ -398,7 +406,12 @@ impl Grants {
         };
         let redirect_uri = self.redirect_uri();
         let request = zone.authorize(&client, &redirect_uri, &resource, &scopes)?;
-        let waiter = self.callbacks.register(&request.state, zone.issuer());
+        let waiter = self.callbacks.register(
+            &request.state,
+            zone.issuer(),
+            zone.metadata()
+                .authorization_response_iss_parameter_supported,
+        );
         Ok(Round {
             url: request.url,
             kind,
@@ -447,6 +460,7 @@ impl Grants {
                     signed_in_at: Utc::now(),
                     status: SessionStatus::SignedIn,
                     last_error: None,
+                    resource: Some(resource.clone()),
                 };
                 self.db.put_session(&record)?;
                 let slot = self.slot(&session_slot_key());
@@ -548,7 +562,7 @@ impl Grants {
         if let Some(cached) = state.cached.as_ref().filter(|c| c.fresh()) {
             return Ok(cached.token.clone());
         }
-        self.require_session()?;
+        let session = self.require_session()?;
         check_backoff(&state, "the Keycard session")?;
         let refresh = self
             .refresh_secret(SecretKey::Session)
@@ -556,7 +570,11 @@ impl Grants {
             .ok_or(BrokerError::NotSignedIn)?;
         let zone = self.zone().await?;
         let client = self.identity().await?.ok_or(BrokerError::NotSignedIn)?;
-        let resource = self.config.resource_id();
+        // The identifier the session was signed in for, whatever the port is now.
+        let resource = session
+            .resource
+            .clone()
+            .unwrap_or_else(|| self.config.resource_id());
         let result = retrying!(
             zone.refresh(&client, &refresh, Some(&resource)),
             refresh_retry
@@ -580,6 +598,13 @@ impl Grants {
             }
             Err(e) if !e.is_transient() => {
                 state.cached = None;
+                if let Some(fix) = e.setup_fix(&resource) {
+                    // A set-up problem, not a dead session: keep the sign-in, say what to change.
+                    return Err(BrokerError::ZoneSetup {
+                        code: e.code().unwrap_or_default().to_string(),
+                        fix,
+                    });
+                }
                 if matches!(
                     e.code(),
                     Some("invalid_grant" | "invalid_client" | "access_denied")
@@ -678,7 +703,7 @@ impl Grants {
                     resource: resource.clone(),
                     token: cached.token.clone(),
                     scopes: granted.clone(),
-                    expires_in: tokens.expires_in.unwrap_or(DEFAULT_LIFETIME),
+                    expires_in: lifetime(tokens.expires_in),
                 };
                 *state = SlotState {
                     cached: Some(cached),
@@ -740,6 +765,16 @@ impl Grants {
                     name: provider.name.clone(),
                     resource,
                     reason,
+                })
+            }
+            Err(BrokerError::Zone(e)) if e.setup_fix(&resource).is_some() => {
+                // Permanent until the set-up changes: no backoff, no retry; the grant says why.
+                state.cached = None;
+                let fix = e.setup_fix(&resource).unwrap_or_default();
+                self.mark(&grant, GrantStatus::Error, Some(fix.clone()))?;
+                Err(BrokerError::ZoneSetup {
+                    code: e.code().unwrap_or_default().to_string(),
+                    fix,
                 })
             }
             Err(BrokerError::Zone(e)) => {

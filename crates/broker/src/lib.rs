@@ -7,11 +7,13 @@ pub mod catalog;
 pub mod client_setup;
 pub mod clients;
 pub mod config;
+pub mod consent;
 pub mod control;
 pub mod db;
 pub mod events;
 pub mod grants;
 pub mod mcp;
+pub mod net;
 pub mod upstream;
 pub mod vault;
 pub mod zone;
@@ -99,6 +101,14 @@ pub enum BrokerError {
     PortInUse(u16),
     #[error("cannot listen on 127.0.0.1:{port}: {reason}")]
     Listen { port: u16, reason: String },
+    #[error(
+        "{0} consent rounds started by agents are already waiting for the user; finish or cancel one first"
+    )]
+    TooManyRounds(usize),
+    #[error("the Keycard zone refused the request ({code}): {fix}")]
+    ZoneSetup { code: String, fix: String },
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// `status --json`: the session and every connection. No secrets.
@@ -108,6 +118,10 @@ pub struct Status {
     pub account: Option<String>,
     /// `signed_in`, `needs_login` or `signed_out`.
     pub session: String,
+    /// The broker's resource identifier the session was signed in for; every refresh presents
+    /// it, whatever the port is now.
+    #[serde(default)]
+    pub resource: Option<String>,
     /// Agent access paused by the user (the MCP endpoint answers 503).
     #[serde(default)]
     pub paused: bool,
@@ -170,6 +184,14 @@ pub enum ApiError {
         "{name} refused the token for lack of scope (403 insufficient_scope); the user must reconnect {name} in Keycard Broker (`keycard-broker reconnect {resource}`)"
     )]
     InsufficientScope { name: String, resource: String },
+    #[error(
+        "{name} refused this call: it needs {needed} (403 insufficient_scope), which the user's connection does not include (granted: {granted}). Reconnecting would not add it; make a call these scopes allow, or ask the user to change what Keycard Broker requests for {name}."
+    )]
+    ScopeNotGranted {
+        name: String,
+        needed: String,
+        granted: String,
+    },
 }
 
 impl ApiError {
@@ -202,9 +224,24 @@ pub struct Broker {
     audit: Audit,
     /// Connected providers, derived from the database and cached per `Db::generation`.
     connected: std::sync::Mutex<Option<(u64, Arc<Vec<Provider>>)>>,
-    http: reqwest::Client,
+    http: net::Clients,
     paused: Arc<std::sync::atomic::AtomicBool>,
     listener: Mutex<Option<Listener>>,
+    agent_rounds: consent::AgentRounds,
+    /// Serialises agent-started rounds so two requests for one provider share one round.
+    agent_round_start: Mutex<()>,
+}
+
+/// A consent round an agent started: the link to give the user (a broker page that redirects
+/// to the zone; no `state` or PKCE value in it).
+#[derive(Debug, Clone)]
+pub struct AgentRound {
+    pub id: String,
+    pub link: String,
+    pub name: String,
+    pub resource: String,
+    /// True when this reuses a round already pending for the provider.
+    pub reused: bool,
 }
 
 impl std::fmt::Debug for Broker {
@@ -242,10 +279,7 @@ impl Broker {
             clients: Clients::new(db.clone()),
             audit,
             connected: std::sync::Mutex::new(None),
-            http: upstream::http_client().map_err(|e| BrokerError::Listen {
-                port: 0,
-                reason: e.to_string(),
-            })?,
+            http: upstream::http_clients().map_err(|e| BrokerError::Internal(e.to_string()))?,
             db,
             vault,
             events,
@@ -253,6 +287,8 @@ impl Broker {
             grants,
             paused: Arc::default(),
             listener: Mutex::new(None),
+            agent_rounds: consent::AgentRounds::default(),
+            agent_round_start: Mutex::new(()),
         })
     }
 
@@ -270,7 +306,7 @@ impl Broker {
 
     /// The routes the broker serves on its loopback port.
     pub fn router(&self) -> axum::Router {
-        self.callbacks.router()
+        self.callbacks.router().merge(self.agent_rounds.router())
     }
 
     /// Binds `127.0.0.1:<port>` and serves the callback route. Idempotent.
@@ -360,6 +396,82 @@ impl Broker {
         self.grants.begin(RoundKind::Connect(provider)).await
     }
 
+    /// Starts (or reuses) a provider's consent round for an agent; the round completes in the
+    /// background within `timeout`. Bounded: one per provider, [`consent::MAX_PENDING`] overall.
+    pub async fn begin_agent_connect(
+        self: &Arc<Self>,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<AgentRound, BrokerError> {
+        let _serial = self.agent_round_start.lock().await;
+        let provider = self.provider(key)?;
+        let port = self.start().await?.port();
+        let link = |id: &str| format!("http://127.0.0.1:{port}{}/{id}", consent::CONNECT_PATH);
+        let id = match self.agent_rounds.slot(&provider.resource) {
+            consent::Slot::Pending(id) => {
+                return Ok(AgentRound {
+                    link: link(&id),
+                    id,
+                    name: provider.name,
+                    resource: provider.resource,
+                    reused: true,
+                });
+            }
+            consent::Slot::Full => return Err(BrokerError::TooManyRounds(consent::MAX_PENDING)),
+            consent::Slot::Free => {
+                let round = self
+                    .grants
+                    .begin(RoundKind::Connect(provider.clone()))
+                    .await?;
+                let id = self
+                    .agent_rounds
+                    .insert(&provider.resource, round.url.clone());
+                let broker = self.clone();
+                let finished = id.clone();
+                let task = tokio::spawn(async move {
+                    let name = match &round.kind {
+                        RoundKind::Connect(p) => p.name.clone(),
+                        RoundKind::Login => String::new(),
+                    };
+                    match broker.complete(round, timeout).await {
+                        Ok(()) => {
+                            tracing::info!(provider = %name, "connected from an agent's request")
+                        }
+                        Err(e) => {
+                            tracing::warn!(provider = %name, error = %e, "agent-started consent did not complete")
+                        }
+                    }
+                    broker.agent_rounds.finish(&finished);
+                });
+                self.agent_rounds.attach(&id, task.abort_handle());
+                id
+            }
+        };
+        Ok(AgentRound {
+            link: link(&id),
+            id,
+            name: provider.name,
+            resource: provider.resource,
+            reused: false,
+        })
+    }
+
+    /// Cancels an agent-started round (declined in the agent's UI); its link stops working.
+    pub fn cancel_agent_connect(&self, id: &str) -> bool {
+        self.agent_rounds.cancel(id)
+    }
+
+    /// Opens the round's link in the system browser, at most once per round and a few times
+    /// a minute overall; false means the user has to be given the link instead.
+    pub fn open_agent_connect(&self, round: &AgentRound) -> bool {
+        self.agent_rounds.claim_open(&round.id) && consent::open_browser(&round.link)
+    }
+
+    /// Agent-started rounds waiting for the user.
+    pub fn agent_rounds_pending(&self) -> usize {
+        self.agent_rounds.pending()
+    }
+
     /// Waits for the round's browser redirect and stores what the zone granted.
     pub async fn complete(&self, round: Round, timeout: Duration) -> Result<(), BrokerError> {
         let login = matches!(round.kind, RoundKind::Login);
@@ -425,6 +537,7 @@ impl Broker {
         Ok(Status {
             zone: self.config.settings.zone.as_ref().map(|z| z.issuer.clone()),
             account: session.as_ref().and_then(|s| s.account.clone()),
+            resource: session.as_ref().and_then(|s| s.resource.clone()),
             session: match session.map(|s| s.status) {
                 Some(SessionStatus::SignedIn) => "signed_in",
                 Some(SessionStatus::NeedsLogin) => "needs_login",
@@ -586,7 +699,7 @@ impl Broker {
                     .map_err(|_| BrokerError::NotConnected(key.clone()))?;
                 if !upstream::covers(provider, &target) {
                     return Err(ApiError::OutsideResource {
-                        url: request.url.chars().take(200).collect(),
+                        url: upstream::display_url(&request.url),
                         resource: provider.resource.clone(),
                         bases: provider.api_bases.join(", "),
                     });
@@ -594,7 +707,7 @@ impl Broker {
                 provider
             }
             None => upstream::pick(&connected, &target).ok_or_else(|| ApiError::NoGrant {
-                url: request.url.chars().take(200).collect(),
+                url: upstream::display_url(&request.url),
                 connected: if connected.is_empty() {
                     "none".into()
                 } else {
@@ -620,14 +733,35 @@ impl Broker {
             token = self.grants.upstream_token(provider).await?;
             raw = upstream::send(&self.http, &prepared, &target, &token.token, &bases).await?;
         }
-        if raw.insufficient_scope() {
-            self.grants.require_reconnect(
-                &provider.resource,
-                "the API answered 403 insufficient_scope",
-            )?;
-            return Err(ApiError::InsufficientScope {
+        if let Some(needed) = raw.insufficient_scope() {
+            // Only a scope the provider's consent asks for (which this token evidently lacks)
+            // is a reason to reconnect; anything else is this call's problem, not every agent's.
+            let consentable = needed.iter().any(|s| provider.scopes.contains(s));
+            if consentable {
+                self.grants.require_reconnect(
+                    &provider.resource,
+                    &format!(
+                        "the API answered 403 insufficient_scope for {}",
+                        needed.join(" ")
+                    ),
+                )?;
+                return Err(ApiError::InsufficientScope {
+                    name: provider.name.clone(),
+                    resource: provider.resource.clone(),
+                });
+            }
+            return Err(ApiError::ScopeNotGranted {
                 name: provider.name.clone(),
-                resource: provider.resource.clone(),
+                needed: if needed.is_empty() {
+                    "a scope it did not name".into()
+                } else {
+                    needed.join(" ")
+                },
+                granted: if token.scopes.is_empty() {
+                    "as configured in the zone".into()
+                } else {
+                    token.scopes.join(" ")
+                },
             });
         }
         Ok(upstream::shape(raw, &token.token))

@@ -111,6 +111,23 @@ impl ZoneError {
         )
     }
 
+    /// For answers that say the zone's set-up does not allow the request (permanent, fixed
+    /// in the Keycard console or the broker's settings, never by retrying): what to change.
+    pub fn setup_fix(&self, resource: &str) -> Option<String> {
+        Some(match self.code()? {
+            "invalid_target" => format!(
+                "the zone does not accept the resource {resource} for this application; register it in the Keycard console as a Resource and add it to the application"
+            ),
+            "invalid_scope" => format!(
+                "the zone refused the scopes asked for {resource}; change the scopes configured for it in Keycard Broker, or allow them for the application in the Keycard console"
+            ),
+            "unauthorized_client" => format!(
+                "the zone does not let this application use this grant for {resource}; allow it (authorization code, refresh token, token exchange) for the application in the Keycard console, or change the upstream strategy"
+            ),
+            _ => return None,
+        })
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ZoneError::Unavailable {
@@ -142,6 +159,10 @@ pub struct Metadata {
     pub grant_types_supported: Vec<String>,
     #[serde(default)]
     pub code_challenge_methods_supported: Vec<String>,
+    /// RFC 9207: the zone puts `iss` on every authorization response, so one without it is
+    /// refused.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// Issuer comparison per PROTOCOL.md: exact, ignoring one trailing slash.
@@ -274,13 +295,13 @@ impl std::fmt::Debug for Zone {
 }
 
 /// The HTTP client for zone traffic: no redirects (an authorization server has no reason to
-/// send the broker elsewhere with its tokens), bounded time per request.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ZoneError> {
-    reqwest::Client::builder()
+/// send the broker elsewhere with its tokens), bounded time per request, no proxy for a
+/// loopback zone (the demo zone, a local emulator).
+pub fn http_client(timeout: Duration, loopback: bool) -> Result<reqwest::Client, ZoneError> {
+    crate::net::client_builder(loopback)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .timeout(timeout)
-        .user_agent(concat!("keycard-broker/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ZoneError::Unreachable {
             url: String::new(),
@@ -292,7 +313,8 @@ impl Zone {
     /// RFC 8414 discovery, falling back to OpenID discovery; the document's `issuer` must be
     /// the configured one.
     pub async fn discover(issuer: &str, timeout: Duration) -> Result<Zone, ZoneError> {
-        let http = http_client(timeout)?;
+        let loopback = Url::parse(issuer).is_ok_and(|u| crate::net::is_loopback_url(&u));
+        let http = http_client(timeout, loopback)?;
         let base = issuer.trim_end_matches('/');
         let mut last_error = None;
         for suffix in [
@@ -621,7 +643,7 @@ pub fn parse_token_response(bytes: &[u8]) -> Result<TokenSet, ZoneError> {
         access_token: SecretString::from(raw.access_token),
         refresh_token: raw.refresh_token.map(SecretString::from),
         expires_in: raw.expires_in.map(Duration::from_secs),
-        scopes: raw.scope.map(|s| split_scopes(&s)),
+        scopes: raw.scope.and_then(|s| granted_scopes(s.split_whitespace())),
         id_claims: None,
     })
 }
@@ -744,7 +766,7 @@ fn token_set(response: ZoneTokenResponse) -> TokenSet {
         expires_in: response.expires_in(),
         scopes: response
             .scopes()
-            .map(|s| s.iter().map(|s| s.to_string()).collect()),
+            .and_then(|s| granted_scopes(s.iter().map(|s| s.as_str()))),
         id_claims,
     }
 }
@@ -756,6 +778,16 @@ pub fn decode_id_claims(jwt: &str) -> Option<IdClaims> {
         .decode(payload.trim_end_matches('='))
         .ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// The scopes a token answer names; `None` when it names none (absent, empty or blank): the
+/// zone then granted what was asked for, as configured in the zone (RFC 6749 §5.1).
+fn granted_scopes<'a>(scopes: impl Iterator<Item = &'a str>) -> Option<Vec<String>> {
+    let list: Vec<String> = scopes
+        .flat_map(str::split_whitespace)
+        .map(str::to_string)
+        .collect();
+    (!list.is_empty()).then_some(list)
 }
 
 pub fn split_scopes(scope: &str) -> Vec<String> {
@@ -787,6 +819,36 @@ mod tests {
             "https://a.keycard.cloud",
             "http://a.keycard.cloud"
         ));
+    }
+
+    #[test]
+    fn empty_or_blank_scope_means_none_named() {
+        assert_eq!(granted_scopes(["", " "].into_iter()), None);
+        assert_eq!(
+            granted_scopes(["read", "", "write"].into_iter()),
+            Some(vec!["read".to_string(), "write".to_string()])
+        );
+        let answer = br#"{"access_token":"a","token_type":"Bearer","scope":""}"#;
+        assert_eq!(parse_token_response(answer).unwrap().scopes, None);
+    }
+
+    #[test]
+    fn setup_answers_are_permanent_with_a_fix() {
+        for code in ["invalid_target", "invalid_scope", "unauthorized_client"] {
+            let e = ZoneError::Rejected {
+                code: code.into(),
+                description: None,
+            };
+            assert!(!e.is_transient(), "{code}");
+            assert!(!e.needs_user(), "{code}");
+            let fix = e.setup_fix("http://localhost:1/mcp").unwrap();
+            assert!(fix.contains("http://localhost:1/mcp"), "{fix}");
+        }
+        let other = ZoneError::Rejected {
+            code: "invalid_grant".into(),
+            description: None,
+        };
+        assert_eq!(other.setup_fix("x"), None);
     }
 
     #[test]

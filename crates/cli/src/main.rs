@@ -261,7 +261,7 @@ fn show_url(url: &str, no_browser: bool) {
     if no_browser {
         println!("{url}");
         let _ = std::io::stdout().flush();
-    } else if broker::mcp::tools::open_browser(url) {
+    } else if broker::consent::open_browser(url) {
         eprintln!("Continue in your browser…");
     } else {
         eprintln!("Open this URL to continue:\n{url}");
@@ -542,6 +542,15 @@ async fn init(
     }
     config.settings.zone = Some(settings);
     config.save()?;
+    let status = broker.status()?;
+    if let Some(signed_in_for) = status.resource.filter(|r| *r != config.resource_id()) {
+        // The session stays pinned to the identifier it was made for: nothing is lost, but
+        // the new identifier takes effect only with a new sign-in.
+        println!(
+            "The broker's resource identifier is now {}, but you are signed in for {signed_in_for}; run `keycard-broker login` to sign in for the new identifier.",
+            config.resource_id()
+        );
+    }
     println!("Zone set to {issuer}. Next: keycard-broker login");
     Ok(())
 }
@@ -660,15 +669,20 @@ async fn clients(config: &Config, command: ClientsCommand) -> Result<(), String>
                     Some(p) => p,
                     None => client_setup::default_path(kind).map_err(|e| e.to_string())?,
                 };
-                let backup =
+                let written =
                     client_setup::merge_into(&snippet, &path).map_err(|e| e.to_string())?;
                 println!(
                     "Wrote the {name} entry into {}{}.",
                     path.display(),
-                    backup
+                    written
+                        .backup
+                        .as_ref()
                         .map(|b| format!(" (backup: {})", b.display()))
                         .unwrap_or_default()
                 );
+                if let Some(warning) = written.warning() {
+                    eprintln!("{warning}");
+                }
                 if let Some(note) = snippet.note() {
                     println!("{note}");
                 }
@@ -691,24 +705,35 @@ fn parse_kind(value: &str) -> Result<Kind, String> {
 
 /// `--since`: RFC 3339, or `30m` / `2h` / `7d` back from now.
 fn parse_since(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    parse_since_at(value, chrono::Utc::now())
+}
+
+/// `--since`: RFC 3339, or a span back from `now` (30m, 2h, 7d). Spans too large for the
+/// calendar are an error, never a panic.
+fn parse_since_at(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
-    let (number, unit) = value.split_at(value.len().saturating_sub(1));
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("invalid --since {value:?}: use RFC 3339 or 30m / 2h / 7d"))?;
-    let span = match unit {
-        "m" => chrono::Duration::minutes(n),
-        "h" => chrono::Duration::hours(n),
-        "d" => chrono::Duration::days(n),
-        _ => {
-            return Err(format!(
-                "invalid --since {value:?}: use RFC 3339 or 30m / 2h / 7d"
-            ));
-        }
-    };
-    Ok(chrono::Utc::now() - span)
+    let usage = || format!("invalid --since {value:?}: use RFC 3339 or 30m / 2h / 7d");
+    let (number, unit): (&str, fn(i64) -> Option<chrono::Duration>) =
+        if let Some(n) = value.strip_suffix('m') {
+            (n, chrono::Duration::try_minutes)
+        } else if let Some(n) = value.strip_suffix('h') {
+            (n, chrono::Duration::try_hours)
+        } else if let Some(n) = value.strip_suffix('d') {
+            (n, chrono::Duration::try_days)
+        } else {
+            return Err(usage());
+        };
+    let n: i64 = number.parse().ok().filter(|n| *n >= 0).ok_or_else(usage)?;
+    unit(n)
+        .and_then(|span| now.checked_sub_signed(span))
+        .ok_or_else(|| {
+            format!("invalid --since {value:?}: that is before any date the log can hold")
+        })
 }
 
 fn read_secret_line() -> Result<SecretString, BrokerError> {
@@ -779,6 +804,39 @@ fn print_status(status: &broker::Status) {
         );
         if let Some(e) = &c.last_error {
             println!("    {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_spans_and_dates_and_refuses_overflow_without_panicking() {
+        let now = chrono::Utc::now();
+        assert_eq!(
+            parse_since_at("2h", now).unwrap(),
+            now - chrono::Duration::hours(2)
+        );
+        assert_eq!(
+            parse_since_at("30m", now).unwrap(),
+            now - chrono::Duration::minutes(30)
+        );
+        assert!(parse_since_at("2026-01-01T00:00:00Z", now).is_ok());
+        for bad in [
+            "99999999999999d",
+            "9999999999d",
+            "9223372036854775807m",
+            "-5d",
+            "5x",
+            "d",
+            "",
+            "5é",
+            "é",
+        ] {
+            let e = parse_since_at(bad, now).unwrap_err();
+            assert!(e.contains("--since"), "{bad}: {e}");
         }
     }
 }

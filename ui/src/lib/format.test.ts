@@ -8,6 +8,7 @@ import {
   overall,
   relativeTime,
   resourceName,
+  scopeWords,
   statusLabel,
   statusWords,
   suggestClientName,
@@ -110,6 +111,12 @@ describe('connections', () => {
     expect(overall({ ...status, session: 'needs_login' })).toBe('signed_out');
     const healthy = { ...status, connections: [status.connections[1]] };
     expect(overall({ ...healthy, keychain_pending: 1 })).toBe('attention');
+  });
+
+  it('says what the zone granted, or that it named no scopes', () => {
+    expect(scopeWords(['read', 'write'])).toBe('read write');
+    expect(scopeWords([])).toBe('as configured in the zone');
+    expect(scopeWords([''])).toBe('as configured in the zone');
   });
 
   it('names resources', () => {

@@ -91,6 +91,12 @@ export function mergeRows(providers: Provider[], status: Status | null): Row[] {
 }
 
 /** The status label shown in the badge. */
+/** What the zone granted, in words; a zone that named no scopes granted what it is configured to. */
+export function scopeWords(scopes: string[]): string {
+  const named = scopes.filter((s) => s.trim() !== '');
+  return named.length ? named.join(' ') : 'as configured in the zone';
+}
+
 export function statusLabel(status: RowStatus): string {
   switch (status) {
     case 'connected':
