@@ -219,6 +219,33 @@ describe('upstream API fixture', () => {
     assert.equal((await call('/api/redirect', { token })).status, 400);
   });
 
+  it('sends the token back encoded, cut, in a Location, gzipped and as heavy escapes', async () => {
+    for (const [form, decode] of [
+      ['plain', (v) => v],
+      ['escaped', (v) => v],
+      ['escaped_upper', (v) => v],
+      ['mixed', (v) => v],
+      ['percent', decodeURIComponent],
+      ['base64', (v) => Buffer.from(v, 'base64').toString().slice('Bearer '.length)],
+      ['base64url', (v) => Buffer.from(v, 'base64url').toString().slice(1)],
+    ]) {
+      const r = await call(`/api/leak?form=${form}`, { token });
+      assert.equal(r.status, 200, form);
+      assert.equal(decode(r.json.you_sent), token, form); // JSON.parse undid the escapes
+    }
+    assert.ok((await call('/api/leak?form=escaped', { token })).text.includes('\\u00'));
+    assert.equal((await call('/api/leak?form=rot13', { token })).status, 400);
+    const cut = await call('/api/leak-cut?pad=10', { token });
+    assert.equal(cut.text, `${token}${token}${'x'.repeat(10)}${token}${'y'.repeat(64)}`);
+    const loc = await call('/api/leak-location?form=base64url', { token });
+    assert.equal(loc.status, 201);
+    assert.equal(Buffer.from(new URL(loc.headers.get('location'), up).searchParams.get('t'), 'base64url').toString(), `x${token}`);
+    const gz = await fetch(`${up}/api/gzip`, { headers: { authorization: `Bearer ${token}`, 'accept-encoding': 'identity' } });
+    assert.equal(gz.headers.get('content-encoding'), 'gzip');
+    const esc = await call('/api/escapes?kb=1', { token });
+    assert.equal(esc.text, '\u0001'.repeat(1024));
+  });
+
   it('serves text, big bodies, any status, slow answers and 404s', async () => {
     const text = await call('/api/text', { token });
     assert.equal(text.text, 'plain words');

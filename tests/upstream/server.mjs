@@ -15,6 +15,7 @@
 // Control (no auth):  POST /__control/reject-next {"count":N} | GET /__control/stats | POST /__control/reset
 import crypto from 'node:crypto';
 import http from 'node:http';
+import zlib from 'node:zlib';
 
 const log = (...args) => console.error('[upstream]', ...args);
 const MAX_BODY = 1024 * 1024;
@@ -154,6 +155,18 @@ async function bigBody(res, kb) { // a JSON array of exactly kb KiB: one 1 KiB e
   res.end();
 }
 
+// The token in the forms a hostile or careless API could send it back in (the broker's
+// scrubber must catch every one). Each form is applied to the whole token.
+const LEAK_FORMS = {
+  plain: (t) => t,
+  escaped: (t) => [...t].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join(''),
+  escaped_upper: (t) => [...t].map((c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`).join(''),
+  mixed: (t) => [...t].map((c, i) => (c === '/' ? '\\/' : i % 2 ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c)).join(''),
+  percent: (t) => [...Buffer.from(t)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+  base64: (t) => Buffer.from(`Bearer ${t}`).toString('base64'),
+  base64url: (t) => Buffer.from(`x${t}`).toString('base64url'),
+};
+
 async function api(req, res, url, body) {
   const route = `${req.method} ${url.pathname.slice('/api'.length)}`;
   const auth = await authenticate(req);
@@ -182,6 +195,32 @@ async function api(req, res, url, body) {
       const to = q.get('to');
       if (!to || /[^\x20-\x7E]/.test(to)) throw new HttpError(400, { message: 'to must be a printable URL' });
       return send(res, 302, { location: to }, { location: to });
+    }
+    case 'GET /leak': { // {"you_sent":"<token in the asked form>"} written raw, so escapes stay escapes
+      const form = LEAK_FORMS[q.get('form') ?? 'plain'];
+      if (!form) throw new HttpError(400, { message: `form must be one of ${Object.keys(LEAK_FORMS).join(', ')}` });
+      const text = `{"you_sent":"${form(auth.token)}"}`;
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      return res.end(text);
+    }
+    case 'GET /leak-cut': { // token‖token‖padding‖token, the third copy straddling the broker's read limit
+      const pad = intParam(q.get('pad'), 'pad', { def: 0, min: 0, max: 4 * MAX_BODY });
+      const t = auth.token;
+      return send(res, 200, `${t}${t}${'x'.repeat(pad)}${t}${'y'.repeat(64)}`);
+    }
+    case 'GET /leak-location': { // 201 whose Location carries the token percent- or base64url-encoded
+      const form = LEAK_FORMS[q.get('form') ?? 'percent'];
+      if (!form) throw new HttpError(400, { message: 'unknown form' });
+      return send(res, 201, { created: true }, { location: `/api/items/1?t=${form(auth.token)}` });
+    }
+    case 'GET /gzip': { // gzip whatever the client asked for: a body the broker cannot read as sent
+      const text = zlib.gzipSync(Buffer.from(`{"you_sent":"${auth.token}"}`));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': text.length });
+      return res.end(text);
+    }
+    case 'GET /escapes': { // kb KiB of text that JSON-escapes to six times its size
+      const kb = intParam(q.get('kb'), 'kb', { def: 600, min: 1, max: 4096 });
+      return send(res, 200, '\u0001'.repeat(kb * 1024));
     }
     case 'GET /text':
       return send(res, 200, 'plain words');

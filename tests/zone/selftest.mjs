@@ -285,6 +285,16 @@ describe('keycard zone emulator', () => {
     assert.equal(sub.status, 200);
   });
 
+  it('omits or empties the scope of token answers on request', async () => {
+    for (const [mode, want] of [['omit', undefined], ['empty', ''], ['keep', 'read']]) {
+      assert.equal((await control('scope-field', { mode })).status, 200);
+      const ex = await exchange(session.access_token, GITHUB);
+      assert.equal(ex.status, 200, ex.text);
+      assert.equal(ex.json.scope, want, mode);
+    }
+    assert.equal((await control('scope-field', { mode: 'sometimes' })).status, 400);
+  });
+
   it('refreshes with resource= for the provider (refresh_with_resource) and rotates', async () => {
     const res = await form(meta.token_endpoint, {
       grant_type: 'refresh_token', refresh_token: github.refresh_token, client_id: client.client_id, resource: GITHUB, scope: 'read write',

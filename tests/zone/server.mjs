@@ -49,6 +49,7 @@ const state = {
   // retry). 0 = strict rotation: a replay is invalid_grant and revokes the grant.
   refreshReuse: 0,
   deny: 0, // the next N authorize rounds are denied (access_denied) instead of approved
+  scopeField: 'keep', // token answers' `scope`: keep, omit (RFC 6749 allows it) or empty ("")
   issuerOverride: null,
   issued: new Set(), // every secret value handed out, in order
   counters: null,
@@ -510,6 +511,11 @@ const controls = {
     state.refreshReuse = nonNegInt(b.reuse_secs, 'reuse_secs', { max: 3600 });
     return { reuse_secs: state.refreshReuse };
   },
+  'POST scope-field': (b) => {
+    need(['keep', 'omit', 'empty'].includes(b.mode), 'mode must be keep, omit or empty');
+    state.scopeField = b.mode;
+    return { mode: state.scopeField };
+  },
   'POST deny': (b) => { state.deny = nonNegInt(b.count ?? 1, 'count'); return { count: state.deny }; },
   'POST ttl': (b) => {
     need(b.access_token !== undefined || b.exchanged !== undefined || b.refresh_token !== undefined,
@@ -691,6 +697,10 @@ function zoneMiddleware(provider) {
       await next();
       if (discovery && ctx.status === 200 && ctx.body && typeof ctx.body === 'object' && state.issuerOverride !== null) {
         ctx.body = { ...ctx.body, issuer: state.issuerOverride };
+      }
+      if (endpoint === 'token' && state.scopeField !== 'keep' && ctx.status === 200 && ctx.body?.access_token) {
+        const { scope, ...rest } = ctx.body;
+        ctx.body = state.scopeField === 'omit' ? rest : { ...rest, scope: '' };
       }
       captureIssued(ctx);
       if (ctx.status === 404 && !ctx.body) jsonError(ctx, 404, 'not_found');

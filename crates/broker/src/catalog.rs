@@ -182,6 +182,12 @@ pub fn validate_url(value: &str) -> Result<String, CatalogError> {
     if url.host_str().is_none() {
         return Err(bad("must name a host"));
     }
+    if url.scheme() == "http" && !crate::net::is_loopback_url(&url) {
+        // Tokens for it would travel in clear text.
+        return Err(bad(
+            "must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)",
+        ));
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("must not have a query or fragment"));
     }
@@ -256,5 +262,12 @@ mod tests {
         assert!(validate_url("https://api.x.com/?a=1").is_err());
         assert!(validate_url("file:///etc/passwd").is_err());
         assert!(validate_url("not a url").is_err());
+        let clear = validate_url("http://api.example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(clear.contains("https"), "{clear}");
+        assert!(validate_url("http://10.1.2.3:8080/api").is_err());
+        assert!(validate_url("http://127.0.0.1:9000/api").is_ok());
+        assert!(validate_url("http://localhost:9000/api").is_ok());
     }
 }

