@@ -172,9 +172,9 @@ async fn tools_call_apis_as_the_user_and_never_leak_the_token() {
 
 #[tokio::test]
 async fn narrowed_scope_at_the_upstream_needs_reconnect_and_reconnect_fixes_it() {
-    // No required scopes: the zone's narrowed token is accepted by the broker and the
-    // upstream itself says 403 insufficient_scope.
-    let s = stack(None).await;
+    // The consent asks for read and write; the zone names no scopes in its answers and
+    // renews by refresh (no scope asked), so only the upstream can tell that write is gone.
+    let s = common::stack_with(Some("read write"), &["--strategy", "refresh-with-resource"]).await;
     let api = s.upstream.api();
     let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let post = json!({"method": "POST", "url": format!("{api}/items"), "body": {"name": "x"}});
@@ -183,6 +183,7 @@ async fn narrowed_scope_at_the_upstream_needs_reconnect_and_reconnect_fixes_it()
         201
     );
 
+    s.zone.control("scope-field", json!({"mode": "omit"})).await;
     s.zone
         .control("narrow", json!({"resource": api, "scopes": ["read"]}))
         .await;
@@ -198,6 +199,13 @@ async fn narrowed_scope_at_the_upstream_needs_reconnect_and_reconnect_fixes_it()
 
     let status: Value = serde_json::from_str(&s.home.ok(&["status", "--json"]).await).unwrap();
     assert_eq!(status["connections"][0]["status"], "needs_reconnect");
+    assert!(
+        status["connections"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("write"),
+        "{status}"
+    );
     // Until the user acts, agents get the same clear answer without zone traffic.
     let again = mcp
         .tool(
@@ -212,8 +220,183 @@ async fn narrowed_scope_at_the_upstream_needs_reconnect_and_reconnect_fixes_it()
     let status: Value = serde_json::from_str(&s.home.ok(&["status", "--json"]).await).unwrap();
     assert_eq!(status["connections"][0]["status"], "connected");
     assert_eq!(
+        status["connections"][0]["scopes"],
+        json!(["read", "write"]),
+        "no scope named: what the consent asked for"
+    );
+    assert_eq!(
         mcp.tool("call_api", post).await["structuredContent"]["status"],
         201
+    );
+}
+
+#[tokio::test]
+async fn one_agents_write_on_a_read_only_connection_blocks_nobody() {
+    // The consent asks only for read: a 403 for write is this call's problem, not a reason
+    // to stop every agent's reads.
+    let s = stack(Some("read")).await;
+    let api = s.upstream.api();
+    s.zone
+        .control("narrow", json!({"resource": api, "scopes": ["read"]}))
+        .await;
+    s.upstream.control("reject-next", json!({"count": 1})).await;
+    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let get = json!({"method": "GET", "url": format!("{api}/items")});
+    let post = json!({"method": "POST", "url": format!("{api}/items"), "body": {"name": "x"}});
+    let refused = mcp.tool("call_api", post).await;
+    assert_eq!(refused["isError"], true, "{refused}");
+    let text = text_of(&refused);
+    assert!(
+        text.contains("needs write") && text.contains("granted: read"),
+        "the missing scope in words: {text}"
+    );
+    let status: Value = serde_json::from_str(&s.home.ok(&["status", "--json"]).await).unwrap();
+    assert_eq!(status["connections"][0]["status"], "connected", "{status}");
+    let mut other = Mcp::connect(&s.serving.url, &s.token).await;
+    for client in [&mut mcp, &mut other] {
+        assert_eq!(
+            client.tool("call_api", get.clone()).await["structuredContent"]["status"],
+            200
+        );
+    }
+}
+
+/// A stand-in proxy: counts connections and what they asked for, answers 502.
+async fn recording_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]);
+            log.lock()
+                .unwrap()
+                .push(head.lines().next().unwrap_or_default().to_string());
+            let _ = stream
+                .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    (url, seen)
+}
+
+const PROXY_VARS: [&str; 6] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+#[tokio::test]
+async fn loopback_never_goes_through_a_proxy_and_the_network_does() {
+    let s = stack(None).await;
+    let (proxy, seen) = recording_proxy().await;
+    // The stdio bridge (token from the keychain) with every proxy variable set.
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("claude_desktop_config.json");
+    s.home
+        .ok(&[
+            "clients",
+            "config",
+            "claude-desktop",
+            "desktop",
+            "--write",
+            "--file",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    let mut bridge = s.home.command(&["stdio", "--client", "desktop"]);
+    for var in PROXY_VARS {
+        bridge.env(var, &proxy);
+    }
+    bridge
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = bridge.spawn().unwrap();
+    {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let mut stdin = child.stdin.take().unwrap();
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "proxy-check", "version": "1"}}});
+        stdin
+            .write_all(format!("{init}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let answer: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            answer["result"]["protocolVersion"], "2025-11-25",
+            "{answer}"
+        );
+        drop(stdin);
+    }
+    let _ = child.kill().await;
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "loopback traffic went to the proxy: {:?}",
+        seen.lock().unwrap()
+    );
+
+    // A broker started with the proxy set: the loopback zone and API stay direct, an https
+    // API goes through the proxy.
+    let other = common::Home::new();
+    other.init(&s.zone.issuer).await;
+    let mut serve = other.command(&["serve"]);
+    for var in PROXY_VARS {
+        serve.env(var, &proxy);
+    }
+    serve.env_remove("NO_PROXY").env_remove("no_proxy");
+    let serving = other.serve_with(serve).await;
+    assert_eq!(other.round(&["login", "--no-browser"]).await.code, 0);
+    let api = s.upstream.api();
+    other.ok(&["resources", "add", &api]).await;
+    other
+        .ok(&["resources", "add", "https://api.proxied.test/v1"])
+        .await;
+    for resource in [api.as_str(), "https://api.proxied.test/v1"] {
+        let round = other.round(&["connect", resource, "--no-browser"]).await;
+        assert_eq!(round.code, 0, "{}", round.stderr);
+    }
+    let added: Value =
+        serde_json::from_str(&other.ok(&["clients", "add", "a", "--json"]).await).unwrap();
+    let mut mcp = Mcp::connect(&serving.url, added["token"].as_str().unwrap()).await;
+    let direct = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/items")}),
+        )
+        .await;
+    assert_eq!(direct["structuredContent"]["status"], 200, "{direct}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let proxied = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": "https://api.proxied.test/v1/user"}),
+        )
+        .await;
+    assert_eq!(proxied["isError"], true, "the stand-in proxy answers 502");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec!["CONNECT api.proxied.test:443 HTTP/1.1".to_string()]
     );
 }
 
@@ -224,11 +407,12 @@ async fn connect_tool_starts_a_consent_round() {
     let result = mcp.tool("connect", json!({"resource": "github"})).await;
     let text = text_of(&result);
     // No URL elicitation declared by this client, no browser here: the link is in the text.
+    // It is the broker's own page, which sends the browser on to the zone.
     let link = text
         .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1") && w.contains("authorize"))
+        .find(|w| w.starts_with(&format!("http://127.0.0.1:{}/connect/", s.home.port)))
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(!link.contains(&s.token));
+    assert!(!link.contains(&s.token) && !link.contains("state="));
     let (status, _) = testkit::authorize(link, &testkit::callback_prefix(s.home.port)).await;
     assert_eq!(status, 200);
     // The broker completes the round in the background.

@@ -145,7 +145,11 @@ pub struct Serving {
 
 impl Home {
     pub async fn serve(&self) -> Serving {
-        let mut cmd = self.command(&["serve"]);
+        self.serve_with(self.command(&["serve"])).await
+    }
+
+    /// Starts `serve` from a prepared command (extra environment).
+    pub async fn serve_with(&self, mut cmd: Command) -> Serving {
         cmd.env("KEYCARD_BROKER_NO_BROWSER", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -264,10 +268,24 @@ pub struct Stack {
 
 /// Zone + fixture + serve, signed in, fixture connected (with `scopes` required), one client.
 pub async fn stack(scopes: Option<&str>) -> Stack {
+    stack_with(scopes, &[]).await
+}
+
+/// [`stack`] with more `init` arguments (e.g. `--strategy`).
+pub async fn stack_with(scopes: Option<&str>, init: &[&str]) -> Stack {
     let zone = ZoneEmulator::start().await;
     let upstream = Upstream::start(&zone).await;
     let home = Home::new();
-    home.init(&zone.issuer).await;
+    let port = home.port.to_string();
+    let mut args = vec![
+        "init",
+        "--zone",
+        zone.issuer.as_str(),
+        "--port",
+        port.as_str(),
+    ];
+    args.extend_from_slice(init);
+    home.ok(&args).await;
     let serving = home.serve().await;
     let login = home.round(&["login", "--no-browser"]).await;
     assert_eq!(login.code, 0, "{}", login.stderr);
