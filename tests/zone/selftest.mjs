@@ -285,6 +285,15 @@ describe('keycard zone emulator', () => {
     assert.equal(sub.status, 200);
   });
 
+  it('answers an injected failure with a chosen OAuth error code', async () => {
+    assert.equal((await control('fail', { endpoint: 'token', status: 400, error: 'invalid_target' })).status, 200);
+    const res = await exchange(session.access_token, GITHUB);
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error, 'invalid_target');
+    assert.equal((await exchange(session.access_token, GITHUB)).status, 200, 'one use only');
+    assert.equal((await control('fail', { error: 'Bad Code!' })).status, 400);
+  });
+
   it('omits or empties the scope of token answers on request', async () => {
     for (const [mode, want] of [['omit', undefined], ['empty', ''], ['keep', 'read']]) {
       assert.equal((await control('scope-field', { mode })).status, 200);

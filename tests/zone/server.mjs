@@ -496,8 +496,11 @@ const controls = {
     const count = nonNegInt(b.count ?? 1, 'count');
     const status = nonNegInt(b.status ?? 503, 'status', { min: 400, max: 599 });
     const retryAfter = b.retry_after === undefined || b.retry_after === null ? undefined : nonNegInt(b.retry_after, 'retry_after');
-    state.fail[endpoint] = count ? { remaining: count, status, retryAfter } : null;
-    return { endpoint, count, status, retry_after: retryAfter ?? null };
+    // error: the OAuth error code to answer with (e.g. invalid_target, as a zone does for a
+    // resource it does not know); default derived from the status.
+    need(b.error === undefined || (typeof b.error === 'string' && /^[a-z_]{1,64}$/.test(b.error)), 'error must be an OAuth error code');
+    state.fail[endpoint] = count ? { remaining: count, status, retryAfter, error: b.error } : null;
+    return { endpoint, count, status, retry_after: retryAfter ?? null, error: b.error ?? null };
   },
   'POST delay': (b) => {
     const ms = nonNegInt(b.ms, 'ms', { max: 600_000 });
@@ -607,8 +610,8 @@ function take(holder, key) {
   return item;
 }
 
-function injectedFailure(ctx, { status, retryAfter }) {
-  const error = status === 429 ? 'slow_down' : status === 500 ? 'server_error' : status >= 500 ? 'temporarily_unavailable' : 'invalid_request';
+function injectedFailure(ctx, { status, retryAfter, error: code }) {
+  const error = code ?? (status === 429 ? 'slow_down' : status === 500 ? 'server_error' : status >= 500 ? 'temporarily_unavailable' : 'invalid_request');
   if (retryAfter !== undefined) ctx.set('Retry-After', String(retryAfter));
   ctx.set('Cache-Control', 'no-store');
   jsonError(ctx, status, error, `injected failure (zone emulator, HTTP ${status})`);

@@ -1088,6 +1088,19 @@ mod tests {
     }
 
     #[test]
+    fn absurd_lifetimes_are_capped_never_a_clock_overflow() {
+        let forever = Some(Duration::from_secs(u64::MAX));
+        let cached = Cached::new(SecretString::from("t"), vec![], forever);
+        assert!(cached.fresh());
+        assert_eq!(lifetime(forever), MAX_LIFETIME);
+        assert_eq!(lifetime(None), DEFAULT_LIFETIME);
+        let answer =
+            br#"{"access_token":"a","token_type":"Bearer","expires_in":18446744073709551615}"#;
+        let tokens = crate::zone::parse_token_response(answer).unwrap();
+        assert!(Cached::new(tokens.access_token, vec![], tokens.expires_in).fresh());
+    }
+
+    #[test]
     fn missing_scopes_lists_what_is_absent() {
         let req = vec!["read".to_string(), "write".to_string()];
         assert_eq!(

@@ -391,3 +391,88 @@ async fn deep_link_redirects_complete_a_round() {
     assert_eq!(broker.status().unwrap().session, "signed_in");
     assert_clean(&zone, &s).await;
 }
+
+#[tokio::test]
+async fn the_session_is_pinned_to_its_resource_and_setup_refusals_keep_it() {
+    let zone = ZoneEmulator::start().await;
+    let api = "http://127.0.0.1:9/api";
+    let (s, broker) = connected(&zone, UpstreamStrategy::Exchange).await;
+    let pinned = format!("http://localhost:{}/mcp", s.port);
+    assert_eq!(
+        broker.status().unwrap().resource.as_deref(),
+        Some(pinned.as_str())
+    );
+    broker.shutdown().await;
+    drop(broker);
+
+    // Another port (a setting): the next broker refreshes the session for the pinned identifier.
+    let mut moved = s.config.clone();
+    moved.settings.broker.port = testkit::free_port();
+    let broker = Broker::open(moved.clone()).await.unwrap();
+    broker
+        .check(api)
+        .await
+        .expect("a port change keeps the sign-in");
+    assert_eq!(broker.status().unwrap().session, "signed_in");
+    broker.shutdown().await;
+    drop(broker);
+
+    // The zone refuses the identifier (a console change): invalid_target is a set-up problem
+    // that says what to change, keeps the sign-in, and is not retried in a loop.
+    let broker = Broker::open(moved.clone()).await.unwrap();
+    zone.reset_counters().await;
+    zone.control(
+        "fail",
+        json!({"endpoint": "token", "count": 3, "status": 400, "error": "invalid_target"}),
+    )
+    .await;
+    for _ in 0..3 {
+        match broker.check(api).await {
+            Err(BrokerError::ZoneSetup { code, fix }) => {
+                assert_eq!(code, "invalid_target");
+                assert!(fix.contains(&pinned), "{fix}");
+                assert!(fix.contains("Keycard console"), "{fix}");
+            }
+            other => panic!("expected a set-up refusal, got {other:?}"),
+        }
+    }
+    let status = broker.status().unwrap();
+    assert_eq!(status.session, "signed_in", "the sign-in is kept");
+    assert_eq!(
+        status.connections[0].status,
+        GrantStatus::Connected,
+        "a session set-up problem is not the connection's"
+    );
+    // No backoff hides the fix: the next request after the zone accepts again works at once.
+    broker
+        .check(api)
+        .await
+        .expect("fixed set-up: the same sign-in works");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_zone_that_names_no_scope_gives_no_blank_scope() {
+    let zone = ZoneEmulator::start().await;
+    let s = setup(&zone, UpstreamStrategy::Exchange);
+    let broker = open(&s).await;
+    common::login(&broker, s.port).await;
+    broker
+        .add_resource("http://127.0.0.1:9/plain", None, &[], &[])
+        .unwrap();
+    for mode in ["empty", "omit"] {
+        zone.control("scope-field", serde_json::json!({"mode": mode}))
+            .await;
+        connect(&broker, s.port, "http://127.0.0.1:9/plain")
+            .await
+            .unwrap();
+        let status = broker.status().unwrap();
+        assert!(
+            status.connections[0].scopes.is_empty(),
+            "{mode}: {status:?}"
+        );
+        let info = broker.check("http://127.0.0.1:9/plain").await.unwrap();
+        assert!(info.scopes.is_empty(), "{mode}: {info:?}");
+    }
+    broker.shutdown().await;
+}

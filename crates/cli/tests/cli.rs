@@ -170,6 +170,67 @@ async fn failures_are_one_line_reasons() {
 }
 
 #[tokio::test]
+async fn a_port_change_never_costs_the_sign_in() {
+    let zone = ZoneEmulator::start().await;
+    let home = Home::new();
+    home.init(&zone.issuer).await;
+    assert_eq!(home.round(&["login", "--no-browser"]).await.code, 0);
+    home.ok(&["resources", "add", FIXTURE]).await;
+    assert_eq!(
+        home.round(&["connect", FIXTURE, "--no-browser"]).await.code,
+        0
+    );
+    let pinned = format!("http://localhost:{}/mcp", home.port);
+    assert_eq!(home.status().await["resource"], pinned.as_str());
+
+    // Another port from the environment, then from the config: each new process refreshes
+    // the session for the identifier it was signed in for.
+    let other = free_port().to_string();
+    let mut check = home.command(&["check", FIXTURE]);
+    check.env("KEYCARD_BROKER_PORT", &other);
+    let run = home.run_with(check).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    home.ok(&["init", "--zone", &zone.issuer, "--port", &other])
+        .await;
+    home.ok(&["check", FIXTURE]).await;
+    let status = home.status().await;
+    assert_eq!(status["session"], "signed_in");
+    assert_eq!(status["resource"], pinned.as_str());
+
+    // A deliberate new identifier says plainly that it takes a new sign-in; nothing is lost
+    // meanwhile.
+    let out = home
+        .ok(&[
+            "init",
+            "--zone",
+            &zone.issuer,
+            "--port",
+            &other,
+            "--resource",
+            "http://localhost:7777/mcp",
+        ])
+        .await;
+    assert!(
+        out.contains("signed in for") && out.contains("keycard-broker login"),
+        "{out}"
+    );
+    home.ok(&["check", FIXTURE]).await;
+
+    // `--since` spans past the calendar are a usage error, never a panic.
+    for since in ["99999999999999d", "9999999999d"] {
+        let run = home.run(&["audit", "--since", since]).await;
+        assert_ne!(run.code, 101, "panicked: {}", run.stderr);
+        let err = one_line_error(&run);
+        assert!(err.contains("--since"), "{err}");
+    }
+    testkit::assert_no_leak(
+        &zone.issued().await,
+        home.dir.path(),
+        &[&home.transcript.lock().unwrap().clone()],
+    );
+}
+
+#[tokio::test]
 async fn login_times_out_cleanly() {
     let zone = ZoneEmulator::start().await;
     let home = Home::new();
