@@ -109,6 +109,18 @@ async def main_checks(args, summary):
         check(args.token not in raw, "echo-token result contains the MCP client token")
         summary["scrub"] = "zone-secrets" if args.zone else "pattern"
 
+        # The largest results the broker can produce: a JSON body just under the body limit and
+        # text that escapes to six times its size. Each must fit one SSE event this client
+        # accepts (1 MiB), and the session must live on.
+        for path in ("/big?kb=511", "/escapes?kb=600"):
+            big = (await call_ok(client, "call_api", {"method": "GET", "url": f"{fixture}{path}"})).structured_content
+            check(big["status"] == 200, f"GET {path}: status {big['status']}")
+            body = big["body"]
+            size = len(body) if isinstance(body, str) else len(json.dumps(body))
+            check(size > 64 * 1024, f"GET {path}: body cut to {size} bytes")
+            summary.setdefault("largest", {})[path] = {"body_bytes": size, "truncated": big["truncated"]}
+        await call_ok(client, "list_connections", {})
+
         summary["foreign_url"] = await call_err(
             client, {"method": "GET", "url": "https://example.com/"}, "not under any connected provider")
         summary["caller_auth"] = await call_err(
@@ -136,10 +148,19 @@ async def elicitation_check(args, summary):
     check(req.get("mode") == "url", f"elicitation mode is not url: {req}")
     check(req.get("elicitationId"), f"url elicitation without elicitationId: {req}")
     parts = urlsplit(url)
-    check(url.startswith("http://127.0.0.1") and parts.path.endswith("/authorize"),
-          f"elicitation url is not the zone's authorize endpoint: {url}")
-    if args.zone:
-        check(url.startswith(args.zone.rstrip("/") + "/"), f"elicitation url is not on zone {args.zone}: {url}")
+    broker = urlsplit(args.url)
+    # The agent gets the broker's own link; state and the PKCE challenge stay out of its hands.
+    check(parts.netloc == broker.netloc and parts.path.startswith("/connect/"),
+          f"elicitation url is not a broker connect link: {url}")
+    check(not parts.query, f"elicitation url carries a query: {url}")
+    status, location = follow_once(url)
+    if args.elicit == "accept":
+        check(status == 303 and urlsplit(location).path.endswith("/authorize"),
+              f"connect link does not lead to the zone's authorize endpoint: {status} {location}")
+        if args.zone:
+            check(location.startswith(args.zone.rstrip("/") + "/"), f"connect link leads off zone {args.zone}: {location}")
+    else:
+        check(status == 404, f"a declined round's link still works: {status}")
     params = set(parse_qs(parts.query))
     check(not params & SECRET_PARAMS, f"elicitation url carries secret parameters {params & SECRET_PARAMS}: {url}")
     check(args.token not in url, "elicitation url contains the MCP client token")
@@ -147,6 +168,18 @@ async def elicitation_check(args, summary):
     check(not result.is_error, f"connect after {args.elicit}: {dump(result)}")
     summary["elicitation"] = {"action": args.elicit, "url": f"{parts.scheme}://{parts.netloc}{parts.path}",
                               "result": " ".join(c.text for c in result.content if isinstance(c, types.TextContent))}
+
+
+def follow_once(url):
+    """GET without following redirects: (status, Location)."""
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+    try:
+        with urllib.request.build_opener(NoRedirect).open(url, timeout=10) as r:
+            return r.status, r.headers.get("Location", "")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Location", "")
 
 
 async def main():
