@@ -126,6 +126,15 @@ impl Scrubber {
     /// For text cut at a limit: removes a trailing beginning of a copy (in any covered
     /// encoding) so no prefix of the token survives the cut. Returns whether it removed any.
     pub fn trim_partial(&self, text: &mut String) -> bool {
+        // Removing one partial copy can expose another right before it (`…gho_Fuzz/gho_Fu`).
+        let mut trimmed = false;
+        while self.trim_once(text) {
+            trimmed = true;
+        }
+        trimmed
+    }
+
+    fn trim_once(&self, text: &mut String) -> bool {
         // An escape cut in half means nothing to a reader; drop it, then look for a partial copy.
         let whole = incomplete_escape_at_end(text);
         let dropped = whole < text.len();
@@ -378,6 +387,9 @@ mod tests {
             !s.trim_partial(&mut literal),
             "an escaped backslash is whole"
         );
+        let mut twice = format!("keep {}{}", &TOKEN[..9], &escaped_all(TOKEN)[..6 * 10 + 4]);
+        assert!(s.trim_partial(&mut twice));
+        assert_eq!(twice, "keep ");
         let mut innocent = "nothing here".to_string();
         assert!(!s.trim_partial(&mut innocent));
         assert_eq!(innocent, "nothing here");
