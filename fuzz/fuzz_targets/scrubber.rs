@@ -74,7 +74,6 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let token = &TOKEN_SOURCE[..8 + usize::from(data[0]) % (TOKEN_SOURCE.len() - 7)];
-    let limit = 1 + usize::from(u16::from_le_bytes([data[1], data[2]])) % 4096;
     let json = data[3] & 1 == 1;
     let mut body: Vec<u8> = Vec::new();
     let mut rest = &data[4..];
@@ -97,6 +96,8 @@ fuzz_target!(|data: &[u8]| {
     } else {
         body
     };
+    // Cut anywhere from the first byte to past the end, whatever the body's length.
+    let limit = 1 + usize::from(u16::from_le_bytes([data[1], data[2]])) % (2 * body.len() + 1);
     let read = if data[3] & 2 == 2 {
         body.len()
     } else {

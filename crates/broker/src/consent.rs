@@ -17,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use url::Url;
 
+use crate::{Broker, BrokerError, RoundKind};
+
 /// Path prefix of the links agents hand to the user.
 pub const CONNECT_PATH: &str = "/connect";
 /// Rounds agents may have pending at once (each is one provider).
@@ -154,6 +156,96 @@ impl AgentRounds {
         axum::Router::new()
             .route(&format!("{CONNECT_PATH}/{{id}}"), get(follow))
             .with_state(self.clone())
+    }
+}
+
+/// A consent round an agent started: the link to give the user (a broker page that redirects
+/// to the zone; no `state` or PKCE value in it).
+#[derive(Debug, Clone)]
+pub struct AgentRound {
+    pub id: String,
+    pub link: String,
+    pub name: String,
+    pub resource: String,
+    /// True when this reuses a round already pending for the provider.
+    pub reused: bool,
+}
+
+impl Broker {
+    /// Starts (or reuses) a provider's consent round for an agent; the round completes in the
+    /// background within `timeout`. Bounded: one per provider, [`MAX_PENDING`] overall.
+    pub async fn begin_agent_connect(
+        self: &Arc<Self>,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<AgentRound, BrokerError> {
+        let _serial = self.agent_round_start.lock().await;
+        let provider = self.provider(key)?;
+        let port = self.start().await?.port();
+        let link = |id: &str| format!("http://127.0.0.1:{port}{}/{id}", CONNECT_PATH);
+        let id = match self.agent_rounds.slot(&provider.resource) {
+            Slot::Pending(id) => {
+                return Ok(AgentRound {
+                    link: link(&id),
+                    id,
+                    name: provider.name,
+                    resource: provider.resource,
+                    reused: true,
+                });
+            }
+            Slot::Full => return Err(BrokerError::TooManyRounds(MAX_PENDING)),
+            Slot::Free => {
+                let round = self
+                    .grants
+                    .begin(RoundKind::Connect(provider.clone()))
+                    .await?;
+                let id = self
+                    .agent_rounds
+                    .insert(&provider.resource, round.url.clone());
+                let broker = self.clone();
+                let finished = id.clone();
+                let task = tokio::spawn(async move {
+                    let name = match &round.kind {
+                        RoundKind::Connect(p) => p.name.clone(),
+                        RoundKind::Login => String::new(),
+                    };
+                    match broker.complete(round, timeout).await {
+                        Ok(()) => {
+                            tracing::info!(provider = %name, "connected from an agent's request")
+                        }
+                        Err(e) => {
+                            tracing::warn!(provider = %name, error = %e, "agent-started consent did not complete")
+                        }
+                    }
+                    broker.agent_rounds.finish(&finished);
+                });
+                self.agent_rounds.attach(&id, task.abort_handle());
+                id
+            }
+        };
+        Ok(AgentRound {
+            link: link(&id),
+            id,
+            name: provider.name,
+            resource: provider.resource,
+            reused: false,
+        })
+    }
+
+    /// Cancels an agent-started round (declined in the agent's UI); its link stops working.
+    pub fn cancel_agent_connect(&self, id: &str) -> bool {
+        self.agent_rounds.cancel(id)
+    }
+
+    /// Opens the round's link in the system browser, at most once per round and a few times
+    /// a minute overall; false means the user has to be given the link instead.
+    pub fn open_agent_connect(&self, round: &AgentRound) -> bool {
+        self.agent_rounds.claim_open(&round.id) && open_browser(&round.link)
+    }
+
+    /// Agent-started rounds waiting for the user.
+    pub fn agent_rounds_pending(&self) -> usize {
+        self.agent_rounds.pending()
     }
 }
 

@@ -91,6 +91,10 @@ pub fn shape_with(raw: Raw, token: &SecretString, limits: Limits) -> ApiResponse
     let is_json = headers
         .get("content-type")
         .is_some_and(|t| t.contains("json"));
+    // Upper bound of the tool result's size without serialising it: every byte of body and
+    // headers costs at most 6 bytes escaped in the structured copy and 7 in the text copy.
+    let headers_len: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+    let cheap_bound = 13 * (text.len() + headers_len) + 1024;
     let body = match serde_json::from_str::<Value>(&text) {
         // Parsing decodes escapes: scrub what the agent will read, once more after decoding.
         Ok(value) if is_json && !truncated => scrub_value(value, &scrubber),
@@ -102,7 +106,9 @@ pub fn shape_with(raw: Raw, token: &SecretString, limits: Limits) -> ApiResponse
         body,
         truncated,
     };
-    fit_event(&mut response, limits.event);
+    if cheap_bound > limits.event {
+        fit_event(&mut response, limits.event);
+    }
     response
 }
 

@@ -1,0 +1,202 @@
+//! One `call_api`, step by step (DESIGN.md `upstream`): pick the grant → token → send →
+//! 401 retry with a fresh token → 403 `insufficient_scope` → shape for the agent, with one
+//! audit record per call. The HTTP rules live in `upstream`; this is the orchestration.
+
+use std::sync::Arc;
+
+use crate::audit::AuditRecord;
+use crate::catalog::{self, Provider};
+use crate::upstream::{self, ApiRequest, ApiResponse, CallError};
+use crate::{Broker, BrokerError, GrantStatus};
+
+/// Why an agent's `call_api` was not carried out; every message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(
+        "{url} is not under any connected provider's API base. Connected: {connected}. Ask the user to connect the provider in Keycard Broker, or pass `resource`."
+    )]
+    NoGrant { url: String, connected: String },
+    #[error("{url} is not under the API base of {resource} ({bases})")]
+    OutsideResource {
+        url: String,
+        resource: String,
+        bases: String,
+    },
+    #[error(
+        "{name} refused the token for lack of scope (403 insufficient_scope); the user must reconnect {name} in Keycard Broker (`keycard-broker reconnect {resource}`)"
+    )]
+    InsufficientScope { name: String, resource: String },
+    #[error(
+        "{name} refused this call: it needs {needed} (403 insufficient_scope), which the user's connection does not include (granted: {granted}). Reconnecting would not add it; make a call these scopes allow, or ask the user to change what Keycard Broker requests for {name}."
+    )]
+    ScopeNotGranted {
+        name: String,
+        needed: String,
+        granted: String,
+    },
+}
+
+impl ApiError {
+    /// Short outcome word for the audit log.
+    fn outcome(&self) -> &'static str {
+        match self {
+            ApiError::InsufficientScope { .. }
+            | ApiError::Broker(BrokerError::NeedsReconnect { .. }) => "needs_reconnect",
+            ApiError::Call(CallError::Unreachable(_)) | ApiError::Broker(_) => "error",
+            _ => "refused",
+        }
+    }
+}
+
+impl Broker {
+    /// Providers with a live grant; rebuilt only when grants or resources changed.
+    fn connected_providers(&self) -> Result<Arc<Vec<Provider>>, BrokerError> {
+        let generation = self.db.generation();
+        if let Ok(cache) = self.connected.lock()
+            && let Some((g, providers)) = cache.as_ref()
+            && *g == generation
+        {
+            return Ok(providers.clone());
+        }
+        let providers = self.providers()?;
+        let connected: Arc<Vec<Provider>> = Arc::new(
+            self.db
+                .grants()?
+                .into_iter()
+                .filter(|g| g.status != GrantStatus::Revoked)
+                .filter_map(|g| catalog::find(&providers, &g.resource).ok().cloned())
+                .collect(),
+        );
+        if let Ok(mut cache) = self.connected.lock() {
+            *cache = Some((generation, connected.clone()));
+        }
+        Ok(connected)
+    }
+
+    /// Calls a provider API as the user: picks the grant, injects its token, retries once on
+    /// 401 with a fresh token, turns 403 `insufficient_scope` into `needs_reconnect`, and
+    /// records the call in the audit log.
+    pub async fn call_api(
+        &self,
+        client: Option<&str>,
+        request: ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
+        let started = std::time::Instant::now();
+        let mut record = AuditRecord::new("call_api", client);
+        record.method = Some(
+            request
+                .method
+                .to_ascii_uppercase()
+                .chars()
+                .take(16)
+                .collect(),
+        );
+        let result = self.call_api_inner(&request, &mut record).await;
+        record.latency_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(response) => {
+                record.status = Some(response.status);
+                record.outcome = if response.status < 400 {
+                    "ok"
+                } else {
+                    "upstream_error"
+                }
+                .into();
+            }
+            Err(e) => {
+                record.outcome = e.outcome().into();
+                record.detail = Some(e.to_string().chars().take(300).collect());
+            }
+        }
+        self.record(record);
+        result
+    }
+
+    async fn call_api_inner(
+        &self,
+        request: &ApiRequest,
+        record: &mut AuditRecord,
+    ) -> Result<ApiResponse, ApiError> {
+        let target = upstream::parse_target(&request.url)?;
+        record.host = target.host_str().map(str::to_string);
+        record.path = Some(target.path().chars().take(500).collect());
+        let prepared = upstream::prepare(request)?;
+        let connected = self.connected_providers()?;
+        let provider = match &request.resource {
+            Some(key) => {
+                let provider = catalog::find(&connected, key)
+                    .map_err(|_| BrokerError::NotConnected(key.clone()))?;
+                if !upstream::covers(provider, &target) {
+                    return Err(ApiError::OutsideResource {
+                        url: upstream::display_url(&request.url),
+                        resource: provider.resource.clone(),
+                        bases: provider.api_bases.join(", "),
+                    });
+                }
+                provider
+            }
+            None => upstream::pick(&connected, &target).ok_or_else(|| ApiError::NoGrant {
+                url: upstream::display_url(&request.url),
+                connected: if connected.is_empty() {
+                    "none".into()
+                } else {
+                    connected
+                        .iter()
+                        .map(|p| format!("{} ({})", p.name, p.api_bases.join(", ")))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
+            })?,
+        };
+        record.resource = Some(provider.resource.clone());
+        let bases: Vec<url::Url> = provider
+            .api_bases
+            .iter()
+            .filter_map(|b| url::Url::parse(b).ok())
+            .collect();
+        let mut token = self.grants.upstream_token(provider).await?;
+        let mut raw = upstream::send(&self.http, &prepared, &target, &token.token, &bases).await?;
+        if raw.status == 401 {
+            // The upstream no longer takes the cached token: get a fresh one, retry once.
+            self.grants.invalidate(&provider.resource);
+            token = self.grants.upstream_token(provider).await?;
+            raw = upstream::send(&self.http, &prepared, &target, &token.token, &bases).await?;
+        }
+        if let Some(needed) = raw.insufficient_scope() {
+            // Only a scope the provider's consent asks for (which this token evidently lacks)
+            // is a reason to reconnect; anything else is this call's problem, not every agent's.
+            let consentable = needed.iter().any(|s| provider.scopes.contains(s));
+            if consentable {
+                self.grants.require_reconnect(
+                    &provider.resource,
+                    &format!(
+                        "the API answered 403 insufficient_scope for {}",
+                        needed.join(" ")
+                    ),
+                )?;
+                return Err(ApiError::InsufficientScope {
+                    name: provider.name.clone(),
+                    resource: provider.resource.clone(),
+                });
+            }
+            return Err(ApiError::ScopeNotGranted {
+                name: provider.name.clone(),
+                needed: if needed.is_empty() {
+                    "a scope it did not name".into()
+                } else {
+                    needed.join(" ")
+                },
+                granted: if token.scopes.is_empty() {
+                    "as configured in the zone".into()
+                } else {
+                    token.scopes.join(" ")
+                },
+            });
+        }
+        Ok(upstream::shape(raw, &token.token))
+    }
+}
