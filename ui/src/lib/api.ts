@@ -27,6 +27,8 @@ export interface AddedClient {
   note: string | null;
   written: string | null;
   backup: string | null;
+  /** Set when the file lies in a git work tree: the token could be committed. */
+  warning: string | null;
   write_error: string | null;
 }
 
