@@ -8,7 +8,7 @@ It starts the zone emulator and the upstream API fixture, then drives the window
 first run -> sign in (the authorize URL shown in the window is followed by an HTTP client with a
 cookie jar, which lands on the broker's loopback callback) -> add the fixture as a custom resource
 -> connect -> add an agent client -> an MCP call shows up in Activity -> the zone narrows scopes,
-the upstream answers 403 insufficient_scope -> the row needs reconnect -> Reconnect -> connected
+the zone no longer grants write -> the row needs reconnect -> Reconnect -> connected
 -> Revoke -> revoked. A PNG of each main view goes to --shots.
 """
 import argparse
@@ -245,6 +245,7 @@ def run(app, issuer, fixture, resource, port):
     app.click("button[aria-controls=add-resource]")
     app.find("#resource-url").send_keys(resource)
     app.find("#resource-name").send_keys("Fixture API")
+    app.find("#resource-scopes").send_keys("read write")
     app.click("#resource-add")
     wait_for("the custom resource row", lambda: app.finds(f'li[data-resource="{resource}"]'))
     app.row(resource).find_element(By.CSS_SELECTOR, "button[data-action=connect]").click()
@@ -273,7 +274,7 @@ def run(app, issuer, fixture, resource, port):
     assert "/api/items" in app.find("[data-testid=activity-table]").text
     app.shot("4-activity")
 
-    # The zone narrows the grant; the upstream then refuses the write: needs reconnect.
+    # The zone narrows the grant below what the consent asks for (read write): needs reconnect.
     requests.post(f"{issuer}/__control/narrow", json={"resource": resource, "scopes": ["read"]}, timeout=TIMEOUT).raise_for_status()
     requests.post(f"{fixture}/__control/reject-next", json={"count": 1}, timeout=TIMEOUT).raise_for_status()
     result = mcp.call_api("POST", f"{fixture}/api/items", body=json.dumps({"name": "x"}))
