@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use broker::client_setup::{self, Kind, Snippet};
+use broker::client_setup::{self, Kind};
 use broker::control::{self, Request};
 use broker::{Broker, Config};
 use serde_json::{Value, json};
@@ -259,13 +259,15 @@ async fn setup_client<R: Runtime>(
     let issued = admin(app, shell, request).await?;
     let name = issued["name"].as_str().unwrap_or_default().to_string();
     let token = issued["token"].as_str().unwrap_or_default().to_string();
-    let url = format!(
-        "http://127.0.0.1:{}{}",
-        broker.config().port(),
-        broker::mcp::MCP_PATH
-    );
-    let exe = cli_exe();
-    let snippet = Snippet::new(kind, &name, &url, &token, &exe);
+    let snippet = broker
+        .client_snippet(
+            kind,
+            &name,
+            &secrecy::SecretString::from(token.clone()),
+            &cli_exe(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     let mut written = None;
     let mut backup = None;
     let mut warning = None;

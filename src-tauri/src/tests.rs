@@ -16,6 +16,7 @@ use crate::tray::{TrayState, summarize};
 
 struct Harness {
     _home: tempfile::TempDir,
+    broker: Arc<Broker>,
     app: App<MockRuntime>,
     webview: WebviewWindow<MockRuntime>,
 }
@@ -27,7 +28,7 @@ fn harness() -> Harness {
     let vault = broker::vault::Vault::with_store(store, "p");
     let broker = Arc::new(Broker::with_vault(config, vault).unwrap());
     let app = mock_builder()
-        .manage(Shell::with_broker(broker))
+        .manage(Shell::with_broker(broker.clone()))
         .invoke_handler(crate::handler())
         .build(mock_context(noop_assets()))
         .unwrap();
@@ -36,6 +37,7 @@ fn harness() -> Harness {
         .unwrap();
     Harness {
         _home: home,
+        broker,
         app,
         webview,
     }
@@ -164,6 +166,45 @@ fn clients_add_shows_token_once_then_list_and_remove() {
     assert_eq!(invoke(&h, "clients_list", json!({})).unwrap(), json!([]));
     let kinds = invoke(&h, "client_kinds", json!({})).unwrap();
     assert_eq!(kinds.as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn claude_desktop_from_the_tray_gets_its_token_in_the_keychain() {
+    // The stdio bridge reads the client token from the keychain; the tray must put it there
+    // as the CLI does (they share Broker::client_snippet).
+    let h = harness();
+    let added = invoke(
+        &h,
+        "clients_add",
+        json!({"name": "desktop", "kind": "claude-desktop", "write": false}),
+    )
+    .unwrap();
+    let token = added["token"].as_str().unwrap().to_string();
+    let snippet = added["snippet"].as_str().unwrap();
+    assert!(!snippet.contains(&token), "the file never holds the token");
+    assert!(snippet.contains("stdio"), "{snippet}");
+    let stored = tauri::async_runtime::block_on(
+        h.broker
+            .vault()
+            .get(broker::vault::SecretKey::ClientToken("desktop".into())),
+    )
+    .unwrap()
+    .expect("the bridge's token is in the keychain");
+    assert_eq!(secrecy::ExposeSecret::expose_secret(&stored), token);
+    // Other kinds carry the token in their own config and leave the keychain alone.
+    invoke(
+        &h,
+        "clients_add",
+        json!({"name": "cursor", "kind": "cursor", "write": false}),
+    )
+    .unwrap();
+    let none = tauri::async_runtime::block_on(
+        h.broker
+            .vault()
+            .get(broker::vault::SecretKey::ClientToken("cursor".into())),
+    )
+    .unwrap();
+    assert!(none.is_none());
 }
 
 #[test]

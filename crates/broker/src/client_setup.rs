@@ -42,6 +42,12 @@ impl Kind {
         })
     }
 
+    /// Stdio-only clients reach the broker through `keycard-broker stdio`, which reads the
+    /// client token from the keychain.
+    pub fn uses_bridge(self) -> bool {
+        self == Kind::ClaudeDesktop
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ClaudeCode => "claude-code",

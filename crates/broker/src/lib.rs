@@ -529,6 +529,35 @@ impl Broker {
         Ok(())
     }
 
+    /// The MCP endpoint URL agents use on this broker's port.
+    pub fn mcp_url(&self) -> String {
+        format!("http://127.0.0.1:{}{}", self.config.port(), mcp::MCP_PATH)
+    }
+
+    /// The config entry for an agent client just issued `token`. Clients that reach the broker
+    /// through the stdio bridge (Claude Desktop) get the token in the keychain, where the bridge
+    /// reads it, never in their file. One function for the CLI and the tray app alike.
+    pub async fn client_snippet(
+        &self,
+        kind: client_setup::Kind,
+        name: &str,
+        token: &SecretString,
+        exe: &str,
+    ) -> Result<client_setup::Snippet, BrokerError> {
+        if kind.uses_bridge() {
+            self.vault
+                .put(SecretKey::ClientToken(name.to_string()), token.clone())
+                .await?;
+        }
+        Ok(client_setup::Snippet::new(
+            kind,
+            name,
+            &self.mcp_url(),
+            secrecy::ExposeSecret::expose_secret(token),
+            exe,
+        ))
+    }
+
     /// Pauses or resumes every agent's access at once (grants and clients stay as they are).
     pub fn set_paused(&self, paused: bool) {
         let was = self

@@ -10,7 +10,7 @@ use broker::config::{Config, UpstreamStrategy, ZoneSettings, normalize_zone};
 use broker::control::{self, Request};
 use broker::{Broker, BrokerError};
 use clap::{Parser, Subcommand, ValueEnum};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -644,26 +644,16 @@ async fn clients(config: &Config, command: ClientsCommand) -> Result<(), String>
             let value =
                 execute(config, Request::ClientsIssue { name: name.clone() }, false).await?;
             let token = SecretString::from(value["token"].as_str().unwrap_or_default().to_string());
-            let url = format!("http://127.0.0.1:{}/mcp", config.port());
             let exe = std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "keycard-broker".into());
-            if kind == Kind::ClaudeDesktop {
-                // The bridge presents the token; it lives in the keychain, not in the file.
-                let broker = Broker::open(config.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                broker
-                    .vault()
-                    .put(
-                        broker::vault::SecretKey::ClientToken(name.clone()),
-                        token.clone(),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            let snippet =
-                client_setup::Snippet::new(kind, &name, &url, token.expose_secret(), &exe);
+            let broker = Broker::open(config.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let snippet = broker
+                .client_snippet(kind, &name, &token, &exe)
+                .await
+                .map_err(|e| e.to_string())?;
             if write {
                 let path = match file {
                     Some(p) => p,
