@@ -147,7 +147,7 @@ fuzz_target!(|data: &[u8]| {
     {
         let text = decoded(text);
         for n in 8..token.len() {
-            assert!(!text.ends_with(&token[..n]), "prefix of {n} survived the cut: {text:?} raw {:?}", shaped.body);
+            assert!(!text.ends_with(&token[..n]), "prefix of {n} survived the cut");
         }
     }
 });
