@@ -20,6 +20,10 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// A running zone emulator; killed on drop.
+/// How long a started component may take to say it is ready. Generous: on a 2-core machine a
+/// node process can start slowly while the crash and load suites run beside it.
+const READY_WITHIN: Duration = Duration::from_secs(120);
+
 pub struct ZoneEmulator {
     child: Child,
     pub issuer: String,
@@ -43,7 +47,7 @@ impl ZoneEmulator {
             .expect("start node tests/zone/server.mjs");
         let stdout = child.stdout.take().expect("emulator stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let issuer = tokio::time::timeout(Duration::from_secs(30), async {
+        let issuer = tokio::time::timeout(READY_WITHIN, async {
             while let Some(line) = lines.next_line().await.expect("read emulator stdout") {
                 if let Some(url) = line.strip_prefix("ZONE_READY ") {
                     return url.trim().to_string();
@@ -52,7 +56,7 @@ impl ZoneEmulator {
             panic!("zone emulator exited before it was ready");
         })
         .await
-        .expect("zone emulator ready within 30 s");
+        .expect("zone emulator ready in time");
         // Keep draining stdout so the emulator never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         ZoneEmulator {
@@ -136,7 +140,7 @@ async fn spawn_ready(script: &str, args: &[&str], ready: &str) -> (Child, String
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let prefix = format!("{ready} ");
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
+    let url = tokio::time::timeout(READY_WITHIN, async {
         while let Some(line) = lines.next_line().await.expect("read stdout") {
             if let Some(url) = line.strip_prefix(&prefix) {
                 return url.trim().to_string();
@@ -145,7 +149,7 @@ async fn spawn_ready(script: &str, args: &[&str], ready: &str) -> (Child, String
         panic!("{script} exited before it was ready");
     })
     .await
-    .unwrap_or_else(|_| panic!("{script} ready within 30 s"));
+    .unwrap_or_else(|_| panic!("{script} not ready within {READY_WITHIN:?}"));
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
 }
