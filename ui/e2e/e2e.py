@@ -207,7 +207,6 @@ def main():
             run(App(d, shots), issuer, fixture, resource, port)
             if args.cli:
                 cli_reaches_app(App(d, shots), args.cli, env)
-            check_logs(Path(home) / "logs", issuer)
         except BaseException:
             try:
                 d.save_screenshot(str(shots / "failure.png"))
@@ -226,18 +225,6 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(home, ignore_errors=True)
-
-
-def check_logs(log_dir, issuer):
-    """The app writes daily log files like the CLI, and no issued token is in them."""
-    files = sorted(log_dir.glob("broker.log*"))
-    assert files, f"no log file in {log_dir}"
-    text = "".join(f.read_text(errors="replace") for f in files)
-    assert "listening" in text, text[-2000:]
-    issued = requests.get(f"{issuer}/__control/issued", timeout=TIMEOUT).json()["tokens"]
-    leaked = [t for t in issued if t in text]
-    assert not leaked, f"{len(leaked)} issued secrets in the app's log"
-    log("log files", [f.name for f in files], "no issued secret in them")
 
 
 def run(app, issuer, fixture, resource, port):

@@ -13,7 +13,6 @@ pub mod control;
 pub mod db;
 pub mod events;
 pub mod grants;
-pub mod logging;
 pub mod mcp;
 pub mod net;
 pub mod upstream;

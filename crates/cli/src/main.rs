@@ -190,7 +190,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let _log_guard = broker::logging::init(Some(&config.paths.log_dir), "warn");
+    let _log_guard = init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -208,6 +208,33 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     tracing::error!("{e}");
     eprintln!("error: {e}");
     ExitCode::FAILURE
+}
+
+/// Logs go to stderr (`RUST_LOG`, default warnings) and to a daily file in the log folder.
+fn init_logging(config: &Config) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt};
+    let stderr = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
+    let (file, guard) = match std::fs::create_dir_all(&config.paths.log_dir) {
+        Ok(()) => {
+            let appender = tracing_appender::rolling::daily(&config.paths.log_dir, "broker.log");
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_filter(EnvFilter::new("info"));
+            (Some(layer), Some(guard))
+        }
+        Err(_) => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .try_init();
+    guard
 }
 
 /// Sends an admin request to the running broker (control socket) or, with none running,
