@@ -242,11 +242,6 @@ impl Broker {
     pub fn open_agent_connect(&self, round: &AgentRound) -> bool {
         self.agent_rounds.claim_open(&round.id) && open_browser(&round.link)
     }
-
-    /// Agent-started rounds waiting for the user.
-    pub fn agent_rounds_pending(&self) -> usize {
-        self.agent_rounds.pending()
-    }
 }
 
 async fn follow(State(rounds): State<AgentRounds>, Path(id): Path<String>) -> Response {
