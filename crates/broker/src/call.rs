@@ -27,7 +27,7 @@ pub enum ApiError {
         bases: String,
     },
     #[error(
-        "{name} refused the token for lack of scope (403 insufficient_scope); the user must reconnect {name} in Keycard Broker (`keycard-broker reconnect {resource}`)"
+        "{name} refused the token for lack of scope (403 insufficient_scope); the user must reconnect {name} ({resource}) in Keycard Broker"
     )]
     InsufficientScope { name: String, resource: String },
     #[error(

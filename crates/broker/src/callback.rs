@@ -36,7 +36,7 @@ pub enum CallbackError {
     MissingIssuer,
     #[error("the redirect carried no authorization code")]
     MissingCode,
-    #[error("no answer from the browser within {0} s; run the command again")]
+    #[error("no answer from the browser within {0} s")]
     Timeout(u64),
     #[error("the sign-in was cancelled")]
     Cancelled,

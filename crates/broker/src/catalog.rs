@@ -109,9 +109,7 @@ const SEED: &[Seed] = &[
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum CatalogError {
-    #[error(
-        "{0:?} is not a provider in the catalog; add it with `keycard-broker resources add URL`"
-    )]
+    #[error("{0:?} is not a provider in the catalog")]
     Unknown(String),
     #[error("invalid resource {value:?}: {reason}")]
     Invalid { value: String, reason: String },

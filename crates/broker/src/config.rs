@@ -30,9 +30,7 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
-    #[error(
-        "no Keycard zone configured; run `keycard-broker init --zone https://<zone>.keycard.cloud`"
-    )]
+    #[error("no Keycard zone configured")]
     NoZone,
     #[error("cannot find a home directory for this user; set KEYCARD_BROKER_HOME")]
     NoHome,

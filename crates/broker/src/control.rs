@@ -77,10 +77,7 @@ pub enum Reply {
 }
 
 fn to_value(v: impl Serialize) -> Result<Value, BrokerError> {
-    serde_json::to_value(v).map_err(|e| BrokerError::Listen {
-        port: 0,
-        reason: format!("cannot encode reply: {e}"),
-    })
+    serde_json::to_value(v).map_err(|e| BrokerError::Internal(format!("cannot encode reply: {e}")))
 }
 
 /// Carries out one admin request. `on_url` receives the authorize URL of a browser round
@@ -190,19 +187,11 @@ mod unix {
         path: PathBuf,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), BrokerError> {
-        let listen_err = |e: std::io::Error| BrokerError::Listen {
-            port: 0,
-            reason: format!("control socket {}: {e}", path.display()),
-        };
+        let listen_err =
+            |e: std::io::Error| BrokerError::ControlSocket(format!("{}: {e}", path.display()));
         if path.exists() {
             if UnixStream::connect(&path).await.is_ok() {
-                return Err(BrokerError::Listen {
-                    port: 0,
-                    reason: format!(
-                        "another Keycard Broker is already running for this home ({})",
-                        path.display()
-                    ),
-                });
+                return Err(BrokerError::AlreadyRunning(path.display().to_string()));
             }
             std::fs::remove_file(&path).map_err(listen_err)?;
         }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod consent;
 pub mod control;
 pub mod db;
+mod error;
 pub mod events;
 pub mod grants;
 pub mod mcp;
@@ -32,86 +33,18 @@ pub use call::ApiError;
 pub use catalog::Provider;
 pub use config::Config;
 pub use consent::AgentRound;
+pub use error::{BrokerError, ErrorCode};
 pub use events::Event;
 pub use grants::{GrantStatus, Round, RoundKind, UpstreamToken};
 
 use audit::{Audit, AuditFilter, AuditRecord};
 use callback::{CallbackError, Callbacks};
 use catalog::CatalogError;
-use clients::{ClientRecord, Clients, ClientsError, IssuedClient};
-use config::ConfigError;
-use db::{Db, DbError, ResourceRecord, SessionStatus};
+use clients::{ClientRecord, Clients, IssuedClient};
+use db::{Db, ResourceRecord, SessionStatus};
 use events::Events;
 use grants::Grants;
-use vault::{SecretKey, Vault, VaultError};
-use zone::ZoneError;
-
-/// Every failure a shell can see, each with a one-line reason a person understands.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Zone(#[from] ZoneError),
-    #[error("keychain unavailable: {0}")]
-    Vault(#[from] VaultError),
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error(transparent)]
-    Callback(#[from] CallbackError),
-    #[error(transparent)]
-    Clients(#[from] ClientsError),
-    #[error("not signed in to the Keycard zone; run `keycard-broker login`")]
-    NotSignedIn,
-    #[error("the Keycard session ended ({0}); run `keycard-broker login`")]
-    SessionExpired(String),
-    #[error("{0} is not connected; run `keycard-broker connect` for it")]
-    NotConnected(String),
-    #[error(
-        "{name} needs to be reconnected in Keycard Broker: {reason}; run `keycard-broker reconnect {resource}`"
-    )]
-    NeedsReconnect {
-        name: String,
-        resource: String,
-        reason: String,
-    },
-    #[error(
-        "{what} is unavailable after repeated zone failures (last: {last_error}); retrying in {retry_in} s"
-    )]
-    Backoff {
-        what: String,
-        retry_in: u64,
-        last_error: String,
-    },
-    #[error(
-        "the zone issued no refresh token; allow the `offline_access` scope / refresh tokens for this application"
-    )]
-    NoRefreshToken,
-    #[error(
-        "the application client secret is missing from the keychain; run `keycard-broker init` with --client-secret-stdin again"
-    )]
-    MissingClientSecret,
-    #[error(
-        "the zone does not know the broker's resource {0}; register it in the Keycard console as a Resource (credential provider \"Zone Provider\") and add it to the application"
-    )]
-    ResourceNotRegistered(String),
-    #[error(
-        "port {0} on 127.0.0.1 is already in use (is another Keycard Broker running?); choose another with --port"
-    )]
-    PortInUse(u16),
-    #[error("cannot listen on 127.0.0.1:{port}: {reason}")]
-    Listen { port: u16, reason: String },
-    #[error(
-        "{0} consent rounds started by agents are already waiting for the user; finish or cancel one first"
-    )]
-    TooManyRounds(usize),
-    #[error("the Keycard zone refused the request ({code}): {fix}")]
-    ZoneSetup { code: String, fix: String },
-    #[error("internal error: {0}")]
-    Internal(String),
-}
+use vault::{SecretKey, Vault};
 
 /// `status --json`: the session and every connection. No secrets.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -54,7 +54,7 @@ pub enum ZoneError {
     #[error("the Keycard zone sent a malformed answer: {0}")]
     Malformed(String),
     #[error(
-        "the zone does not offer dynamic client registration; configure a client id with `keycard-broker init --client-id ID`"
+        "the zone does not offer dynamic client registration; the broker needs a client id registered in the Keycard console"
     )]
     RegistrationUnsupported,
 }

@@ -1,0 +1,226 @@
+//! The engine's one error type and the stable code every shell keys its advice on.
+//!
+//! Messages say what happened in plain words; they never name a CLI command or a button. The
+//! CLI, the window and the MCP tools each add their own next step from [`ErrorCode`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::callback::CallbackError;
+use crate::catalog::CatalogError;
+use crate::clients::{ClientError, ClientsError};
+use crate::config::ConfigError;
+use crate::db::DbError;
+use crate::vault::VaultError;
+use crate::zone::ZoneError;
+
+/// Every failure a shell can see, each with a one-line reason a person understands.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
+    #[error("keychain unavailable: {0}")]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Callback(#[from] CallbackError),
+    #[error(transparent)]
+    Clients(#[from] ClientsError),
+    #[error("not signed in to the Keycard zone")]
+    NotSignedIn,
+    #[error("the Keycard session ended ({0})")]
+    SessionExpired(String),
+    #[error("{0} is not connected")]
+    NotConnected(String),
+    #[error("{name} needs to be reconnected in Keycard Broker: {reason}")]
+    NeedsReconnect {
+        name: String,
+        resource: String,
+        reason: String,
+    },
+    #[error(
+        "{what} is unavailable after repeated zone failures (last: {last_error}); retrying in {retry_in} s"
+    )]
+    Backoff {
+        what: String,
+        retry_in: u64,
+        last_error: String,
+    },
+    #[error(
+        "the zone issued no refresh token; allow the `offline_access` scope / refresh tokens for this application"
+    )]
+    NoRefreshToken,
+    #[error("the application client secret is missing from the keychain")]
+    MissingClientSecret,
+    #[error(
+        "the zone does not know the broker's resource {0}; register it in the Keycard console as a Resource (credential provider \"Zone Provider\") and add it to the application"
+    )]
+    ResourceNotRegistered(String),
+    #[error("port {0} on 127.0.0.1 is already in use (is another Keycard Broker running?)")]
+    PortInUse(u16),
+    #[error("cannot listen on 127.0.0.1:{port}: {reason}")]
+    Listen { port: u16, reason: String },
+    #[error(
+        "{0} consent rounds started by agents are already waiting for the user; finish or cancel one first"
+    )]
+    TooManyRounds(usize),
+    #[error("the Keycard zone refused the request ({code}): {fix}")]
+    ZoneSetup { code: String, fix: String },
+    #[error("cannot serve the admin socket {0}")]
+    ControlSocket(String),
+    #[error("another Keycard Broker is already running for this home ({0})")]
+    AlreadyRunning(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What kind of failure this is, stable across releases: shells choose their advice (the CLI's
+/// command, the window's button, the MCP tool's hint) and exit code from it, never from text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A value the user typed is not acceptable (zone URL, resource, client name, …).
+    InvalidInput,
+    /// The named provider, client or entry does not exist.
+    NotFound,
+    /// The name is taken.
+    AlreadyExists,
+    /// Set-up is incomplete (no zone, no client secret, no home directory).
+    NotConfigured,
+    /// The config file cannot be read or written.
+    ConfigFile,
+    NotSignedIn,
+    NotConnected,
+    NeedsReconnect,
+    /// The zone cannot be reached or is failing (network, 5xx, backoff).
+    ZoneUnreachable,
+    /// The zone refused a request in a way only a change in the Keycard console fixes.
+    ZoneSetup,
+    /// The zone refused a request or sent something unusable.
+    ZoneRefused,
+    /// The user (or the zone) declined a consent round.
+    ConsentDeclined,
+    /// A browser round's redirect was not acceptable (wrong issuer, no code).
+    BadRedirect,
+    /// Nobody finished the browser round in time.
+    Timeout,
+    Cancelled,
+    /// Too many rounds are already waiting for the user.
+    Busy,
+    KeychainLocked,
+    KeychainUnavailable,
+    DiskFull,
+    /// The broker's database failed.
+    Storage,
+    PortInUse,
+    /// The loopback listener could not start.
+    PortUnavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::NotConfigured => "not_configured",
+            ErrorCode::ConfigFile => "config_file",
+            ErrorCode::NotSignedIn => "not_signed_in",
+            ErrorCode::NotConnected => "not_connected",
+            ErrorCode::NeedsReconnect => "needs_reconnect",
+            ErrorCode::ZoneUnreachable => "zone_unreachable",
+            ErrorCode::ZoneSetup => "zone_setup",
+            ErrorCode::ZoneRefused => "zone_refused",
+            ErrorCode::ConsentDeclined => "consent_declined",
+            ErrorCode::BadRedirect => "bad_redirect",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::Busy => "busy",
+            ErrorCode::KeychainLocked => "keychain_locked",
+            ErrorCode::KeychainUnavailable => "keychain_unavailable",
+            ErrorCode::DiskFull => "disk_full",
+            ErrorCode::Storage => "storage",
+            ErrorCode::PortInUse => "port_in_use",
+            ErrorCode::PortUnavailable => "port_unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl BrokerError {
+    /// The stable code of this failure.
+    pub fn code(&self) -> ErrorCode {
+        use ErrorCode as C;
+        match self {
+            BrokerError::Config(e) => match e {
+                ConfigError::Read { .. }
+                | ConfigError::Write { .. }
+                | ConfigError::Parse { .. } => C::ConfigFile,
+                ConfigError::BadZone { .. } | ConfigError::BadValue { .. } => C::InvalidInput,
+                ConfigError::NoZone | ConfigError::NoHome => C::NotConfigured,
+            },
+            BrokerError::Zone(e) => match e {
+                ZoneError::Unreachable { .. } | ZoneError::Unavailable { .. } => C::ZoneUnreachable,
+                ZoneError::IssuerMismatch { .. }
+                | ZoneError::BadMetadata { .. }
+                | ZoneError::RegistrationUnsupported => C::ZoneSetup,
+                ZoneError::Rejected { .. } | ZoneError::Malformed(_) => C::ZoneRefused,
+            },
+            BrokerError::Vault(VaultError::Locked(_)) => C::KeychainLocked,
+            BrokerError::Vault(_) => C::KeychainUnavailable,
+            BrokerError::Db(e) | BrokerError::Clients(ClientsError::Db(e)) => match e {
+                DbError::Full => C::DiskFull,
+                _ => C::Storage,
+            },
+            BrokerError::Catalog(e) => match e {
+                CatalogError::Unknown(_) => C::NotFound,
+                CatalogError::Invalid { .. } | CatalogError::BuiltIn(_) => C::InvalidInput,
+            },
+            BrokerError::Callback(e) => match e {
+                CallbackError::Denied { .. } => C::ConsentDeclined,
+                CallbackError::WrongIssuer { .. }
+                | CallbackError::MissingIssuer
+                | CallbackError::MissingCode => C::BadRedirect,
+                CallbackError::Timeout(_) => C::Timeout,
+                CallbackError::Cancelled => C::Cancelled,
+            },
+            BrokerError::Clients(ClientsError::Client(e)) => match e {
+                ClientError::BadName(_) => C::InvalidInput,
+                ClientError::Exists(_) => C::AlreadyExists,
+                ClientError::Unknown(_) => C::NotFound,
+            },
+            BrokerError::NotSignedIn | BrokerError::SessionExpired(_) => C::NotSignedIn,
+            BrokerError::NotConnected(_) => C::NotConnected,
+            BrokerError::NeedsReconnect { .. } => C::NeedsReconnect,
+            BrokerError::Backoff { .. } => C::ZoneUnreachable,
+            BrokerError::NoRefreshToken
+            | BrokerError::ResourceNotRegistered(_)
+            | BrokerError::ZoneSetup { .. } => C::ZoneSetup,
+            BrokerError::MissingClientSecret => C::NotConfigured,
+            BrokerError::PortInUse(_) | BrokerError::AlreadyRunning(_) => C::PortInUse,
+            BrokerError::Listen { .. } | BrokerError::ControlSocket(_) => C::PortUnavailable,
+            BrokerError::TooManyRounds(_) => C::Busy,
+            BrokerError::Internal(_) => C::Internal,
+        }
+    }
+
+    /// The provider this failure is about, when there is one (the window highlights it).
+    pub fn resource(&self) -> Option<&str> {
+        match self {
+            BrokerError::NotConnected(r) => Some(r),
+            BrokerError::NeedsReconnect { resource, .. } => Some(resource),
+            _ => None,
+        }
+    }
+}
