@@ -284,13 +284,8 @@ fn listen_for_deep_links<R: Runtime>(app: &AppHandle<R>) {
 
 /// The tray app's entry point.
 pub fn run() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KEYCARD_BROKER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    // The same logging as the CLI: stderr and daily files in the log folder Settings shows.
+    let _log_guard = broker::logging::init("info");
     let open_browser = std::env::var_os("KEYCARD_BROKER_NO_BROWSER").is_none();
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {

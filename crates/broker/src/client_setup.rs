@@ -48,6 +48,18 @@ impl Kind {
         self == Kind::ClaudeDesktop
     }
 
+    /// The client's product name, as the window shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::ClaudeCode => "Claude Code",
+            Kind::Cursor => "Cursor",
+            Kind::Vscode => "VS Code",
+            Kind::Codex => "Codex",
+            Kind::Windsurf => "Windsurf",
+            Kind::ClaudeDesktop => "Claude Desktop",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ClaudeCode => "claude-code",

@@ -182,13 +182,25 @@ pub struct Config {
     home_override: bool,
 }
 
+/// `KEYCARD_BROKER_HOME`, when set: every file of the broker lives under it.
+fn env_home() -> Option<PathBuf> {
+    std::env::var_os("KEYCARD_BROKER_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+impl Paths {
+    /// The paths the process environment selects, even when the settings file is unreadable
+    /// (logging starts before the config is parsed).
+    pub fn from_env() -> Result<Paths, ConfigError> {
+        Paths::resolve(env_home().as_deref())
+    }
+}
+
 impl Config {
     /// Loads from the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        let home = std::env::var_os("KEYCARD_BROKER_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        let mut config = Config::load(home.as_deref())?;
+        let mut config = Config::load(env_home().as_deref())?;
         config.apply_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))?;
         Ok(config)
     }

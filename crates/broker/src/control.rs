@@ -6,165 +6,23 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::audit::AuditFilter;
-use crate::{Broker, BrokerError, RoundKind};
+use crate::api::{ErrorCode, Failure, Reply, Request, handle};
+use crate::{Broker, BrokerError};
 
 /// Longest request line accepted on the socket.
 const MAX_LINE: usize = 64 * 1024;
 
-/// One admin operation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
-    Status,
-    Pause,
-    Resume,
-    Login {
-        timeout_secs: u64,
-    },
-    Connect {
-        resource: String,
-        timeout_secs: u64,
-    },
-    Check {
-        resource: String,
-    },
-    Revoke {
-        resource: String,
-    },
-    Logout,
-    ResourcesAdd {
-        resource: String,
-        name: Option<String>,
-        api_bases: Vec<String>,
-        scopes: Vec<String>,
-    },
-    ResourcesList,
-    ResourcesRemove {
-        resource: String,
-    },
-    ClientsAdd {
-        name: String,
-    },
-    ClientsIssue {
-        name: String,
-    },
-    ClientsList,
-    ClientsRemove {
-        name: String,
-    },
-    Audit {
-        client: Option<String>,
-        resource: Option<String>,
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        limit: Option<u32>,
-    },
-}
-
 /// Lines the server sends: progress (`url`), then exactly one `ok` or `error`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Reply {
+pub enum Frame {
     Url(String),
-    Ok(Value),
-    Error(String),
-}
-
-fn to_value(v: impl Serialize) -> Result<Value, BrokerError> {
-    serde_json::to_value(v).map_err(|e| BrokerError::Internal(format!("cannot encode reply: {e}")))
-}
-
-/// Carries out one admin request. `on_url` receives the authorize URL of a browser round
-/// (the caller opens the browser or prints it).
-pub async fn handle(
-    broker: &Arc<Broker>,
-    request: Request,
-    mut on_url: impl FnMut(&str),
-) -> Result<Value, BrokerError> {
-    match request {
-        Request::Status => to_value(broker.status()?),
-        Request::Pause | Request::Resume => {
-            broker.set_paused(matches!(request, Request::Pause));
-            to_value(broker.status()?)
-        }
-        Request::Login { timeout_secs } => {
-            let round = broker.begin_login().await?;
-            on_url(round.url.as_str());
-            broker
-                .complete(round, Duration::from_secs(timeout_secs))
-                .await?;
-            to_value(broker.status()?)
-        }
-        Request::Connect {
-            resource,
-            timeout_secs,
-        } => {
-            let round = broker.begin_connect(&resource).await?;
-            let provider = match &round.kind {
-                RoundKind::Connect(p) => p.clone(),
-                RoundKind::Login => broker.provider(&resource)?,
-            };
-            on_url(round.url.as_str());
-            broker
-                .complete(round, Duration::from_secs(timeout_secs))
-                .await?;
-            to_value(provider)
-        }
-        Request::Check { resource } => to_value(broker.check(&resource).await?),
-        Request::Revoke { resource } => {
-            broker.revoke(&resource).await?;
-            to_value(broker.provider(&resource)?)
-        }
-        Request::Logout => {
-            broker.logout().await?;
-            Ok(Value::Null)
-        }
-        Request::ResourcesAdd {
-            resource,
-            name,
-            api_bases,
-            scopes,
-        } => to_value(broker.add_resource(&resource, name.as_deref(), &api_bases, &scopes)?),
-        Request::ResourcesList => to_value(broker.providers()?),
-        Request::ResourcesRemove { resource } => {
-            broker.remove_resource(&resource).await?;
-            Ok(Value::Null)
-        }
-        Request::ClientsAdd { name } => {
-            let issued = broker.add_client(&name)?;
-            Ok(
-                json!({"name": issued.name, "token": secrecy::ExposeSecret::expose_secret(&issued.token)}),
-            )
-        }
-        Request::ClientsIssue { name } => {
-            let issued = broker.issue_client(&name)?;
-            Ok(
-                json!({"name": issued.name, "token": secrecy::ExposeSecret::expose_secret(&issued.token)}),
-            )
-        }
-        Request::ClientsList => to_value(broker.list_clients()?),
-        Request::ClientsRemove { name } => {
-            broker.remove_client(&name)?;
-            Ok(Value::Null)
-        }
-        Request::Audit {
-            client,
-            resource,
-            since,
-            limit,
-        } => to_value(broker.audit(&AuditFilter {
-            client,
-            resource,
-            since,
-            limit,
-        })?),
-    }
+    Ok(Reply),
+    Error(Failure),
 }
 
 /// Where the control socket of a broker home lives.
@@ -235,35 +93,39 @@ mod unix {
                         tokio::select! {
                             result = &mut work => break result,
                             Some(url) = url_rx.recv() => {
-                                if send(&mut write, &Reply::Url(url)).await.is_err() {
+                                if send(&mut write, &Frame::Url(url)).await.is_err() {
                                     return;
                                 }
                             }
                         }
                     };
                     while let Ok(url) = url_rx.try_recv() {
-                        let _ = send(&mut write, &Reply::Url(url)).await;
+                        let _ = send(&mut write, &Frame::Url(url)).await;
                     }
                     match result {
-                        Ok(value) => Reply::Ok(value),
-                        Err(e) => Reply::Error(e.to_string()),
+                        Ok(reply) => Frame::Ok(reply),
+                        Err(failure) => Frame::Error(failure),
                     }
                 }
-                Err(e) => Reply::Error(format!("malformed control request: {e}")),
+                Err(e) => Frame::Error(Failure::invalid(format!("malformed control request: {e}"))),
             },
             Ok(None) => return,
-            Err(e) => Reply::Error(format!("unreadable control request: {e}")),
+            Err(e) => Frame::Error(Failure::invalid(format!("unreadable control request: {e}"))),
         };
         let _ = send(&mut write, &reply).await;
     }
 
     async fn send(
         write: &mut tokio::net::unix::OwnedWriteHalf,
-        reply: &Reply,
+        reply: &Frame,
     ) -> std::io::Result<()> {
         let mut line = serde_json::to_string(reply).map_err(std::io::Error::other)?;
         line.push('\n');
         write.write_all(line.as_bytes()).await
+    }
+
+    fn broken(message: String) -> Failure {
+        Failure::new(ErrorCode::Internal, message)
     }
 
     /// Sends a request to the running broker. `None` when no broker listens on `path`.
@@ -271,27 +133,36 @@ mod unix {
         path: &Path,
         request: &Request,
         mut on_url: impl FnMut(&str),
-    ) -> Option<Result<Value, String>> {
+    ) -> Option<Result<Reply, Failure>> {
         let stream = UnixStream::connect(path).await.ok()?;
         let (read, mut write) = stream.into_split();
         let Ok(mut line) = serde_json::to_string(request) else {
-            return Some(Err("cannot encode control request".into()));
+            return Some(Err(Failure::new(
+                ErrorCode::Internal,
+                "cannot encode control request",
+            )));
         };
         line.push('\n');
         if let Err(e) = write.write_all(line.as_bytes()).await {
-            return Some(Err(format!("control socket: {e}")));
+            return Some(Err(broken(format!("control socket: {e}"))));
         }
         let mut lines = BufReader::new(read).lines();
         loop {
             match lines.next_line().await {
-                Ok(Some(text)) => match serde_json::from_str::<Reply>(&text) {
-                    Ok(Reply::Url(url)) => on_url(&url),
-                    Ok(Reply::Ok(value)) => return Some(Ok(value)),
-                    Ok(Reply::Error(e)) => return Some(Err(e)),
-                    Err(e) => return Some(Err(format!("malformed reply from the broker: {e}"))),
+                Ok(Some(text)) => match serde_json::from_str::<Frame>(&text) {
+                    Ok(Frame::Url(url)) => on_url(&url),
+                    Ok(Frame::Ok(reply)) => return Some(Ok(reply)),
+                    Ok(Frame::Error(failure)) => return Some(Err(failure)),
+                    Err(e) => {
+                        return Some(Err(broken(format!("malformed reply from the broker: {e}"))));
+                    }
                 },
-                Ok(None) => return Some(Err("the running broker closed the connection".into())),
-                Err(e) => return Some(Err(format!("control socket: {e}"))),
+                Ok(None) => {
+                    return Some(Err(broken(
+                        "the running broker closed the connection".into(),
+                    )));
+                }
+                Err(e) => return Some(Err(broken(format!("control socket: {e}")))),
             }
         }
     }
@@ -302,7 +173,7 @@ pub async fn call(
     _path: &Path,
     _request: &Request,
     _on_url: impl FnMut(&str),
-) -> Option<Result<Value, String>> {
+) -> Option<Result<Reply, Failure>> {
     // Named-pipe transport for Windows is not built yet: act on the store directly.
     None
 }

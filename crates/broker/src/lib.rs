@@ -1,6 +1,7 @@
 //! Keycard Broker engine. `Broker` is the only API the shells (CLI, tray app) use; it owns the
 //! loopback listener, the keychain entries and the token cache. No Tauri, no UI here.
 
+pub mod api;
 pub mod audit;
 pub mod call;
 pub mod callback;
@@ -14,6 +15,7 @@ pub mod db;
 mod error;
 pub mod events;
 pub mod grants;
+pub mod logging;
 pub mod mcp;
 pub mod net;
 pub mod upstream;
@@ -464,7 +466,7 @@ impl Broker {
 
     /// The MCP endpoint URL agents use on this broker's port.
     pub fn mcp_url(&self) -> String {
-        format!("http://127.0.0.1:{}{}", self.config.port(), mcp::MCP_PATH)
+        mcp::mcp_url(self.config.port())
     }
 
     /// The config entry for an agent client just issued `token`. Clients that reach the broker

@@ -13,6 +13,11 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use crate::Broker;
 
 pub const MCP_PATH: &str = "/mcp";
+
+/// The URL agents use to reach the broker on `port` (the one place that spells it).
+pub fn mcp_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}{MCP_PATH}")
+}
 /// Largest MCP request body accepted (a `call_api` body plus JSON-RPC framing).
 pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
 

@@ -1,0 +1,201 @@
+//! The engine's one API for every shell. The CLI (in-process or over the control socket), the
+//! tray app's window and the control socket itself all send a [`Request`] to [`handle`] and get
+//! a typed [`Reply`] or a [`Failure`] with a stable [`ErrorCode`]: an operation both shells
+//! offer exists once, here. Shells parse input, render output and add their own advice by code.
+
+mod failure;
+mod setup;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditFilter, AuditRecord};
+use crate::clients::ClientRecord;
+use crate::{Broker, Provider, RoundKind, Status, TokenInfo};
+
+pub use crate::error::ErrorCode;
+pub use failure::Failure;
+pub use setup::{About, ClientKind, ClientSetup, Issued, WriteTo, ZoneChange, ZoneConfigured};
+pub use setup::{about, client_kinds, configure_zone};
+
+/// One operation a person can ask for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Pause,
+    Resume,
+    Login {
+        timeout_secs: u64,
+    },
+    /// Connect and reconnect alike: a consent round for a provider (identifier or slug).
+    Connect {
+        resource: String,
+        timeout_secs: u64,
+    },
+    Check {
+        resource: String,
+    },
+    Revoke {
+        resource: String,
+    },
+    Logout,
+    ResourcesAdd {
+        resource: String,
+        name: Option<String>,
+        #[serde(default)]
+        api_bases: Vec<String>,
+        #[serde(default)]
+        scopes: Vec<String>,
+    },
+    ResourcesList,
+    ResourcesRemove {
+        resource: String,
+    },
+    ClientsAdd {
+        name: String,
+    },
+    ClientsIssue {
+        name: String,
+    },
+    ClientsList,
+    ClientsRemove {
+        name: String,
+    },
+    /// Issues a (new) token for a client and renders its config entry for one kind of agent
+    /// client; with `write`, merges it into that client's config file. Stdio-only clients get
+    /// the token in the keychain for the bridge instead of in their file.
+    ClientSetup {
+        name: String,
+        kind: String,
+        /// The command stdio-only clients start (`keycard-broker` next to the shell).
+        stdio_command: String,
+        #[serde(default)]
+        write: Option<WriteTo>,
+        /// False: a new client (the name must be free). True: a new token for this name,
+        /// whether or not it exists (the old token stops working at once).
+        #[serde(default)]
+        replace: bool,
+    },
+    ClientKinds,
+    Audit {
+        client: Option<String>,
+        resource: Option<String>,
+        since: Option<DateTime<Utc>>,
+        limit: Option<u32>,
+    },
+    About,
+}
+
+/// The answer to one request; `kind` says which.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Reply {
+    Status(Status),
+    Provider(Provider),
+    Providers(Vec<Provider>),
+    Token(TokenInfo),
+    Issued(Issued),
+    Clients(Vec<ClientRecord>),
+    ClientSetup(ClientSetup),
+    ClientKinds(Vec<ClientKind>),
+    Activity(Vec<AuditRecord>),
+    About(About),
+    Done,
+}
+
+/// Carries out one request. `on_url` receives the authorize URL of a browser round (the
+/// caller opens the browser, prints it or forwards it).
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: Request,
+    mut on_url: impl FnMut(&str),
+) -> Result<Reply, Failure> {
+    Ok(match request {
+        Request::Status => Reply::Status(broker.status()?),
+        Request::Pause | Request::Resume => {
+            broker.set_paused(matches!(request, Request::Pause));
+            Reply::Status(broker.status()?)
+        }
+        Request::Login { timeout_secs } => {
+            let round = broker.begin_login().await?;
+            on_url(round.url.as_str());
+            broker
+                .complete(round, Duration::from_secs(timeout_secs))
+                .await?;
+            Reply::Status(broker.status()?)
+        }
+        Request::Connect {
+            resource,
+            timeout_secs,
+        } => {
+            let round = broker.begin_connect(&resource).await?;
+            let provider = match &round.kind {
+                RoundKind::Connect(p) => p.clone(),
+                RoundKind::Login => broker.provider(&resource)?,
+            };
+            on_url(round.url.as_str());
+            broker
+                .complete(round, Duration::from_secs(timeout_secs))
+                .await?;
+            Reply::Provider(provider)
+        }
+        Request::Check { resource } => Reply::Token(broker.check(&resource).await?),
+        Request::Revoke { resource } => {
+            broker.revoke(&resource).await?;
+            Reply::Provider(broker.provider(&resource)?)
+        }
+        Request::Logout => {
+            broker.logout().await?;
+            Reply::Status(broker.status()?)
+        }
+        Request::ResourcesAdd {
+            resource,
+            name,
+            api_bases,
+            scopes,
+        } => Reply::Provider(broker.add_resource(
+            resource.trim(),
+            name.as_deref().map(str::trim).filter(|n| !n.is_empty()),
+            &api_bases,
+            &scopes,
+        )?),
+        Request::ResourcesList => Reply::Providers(broker.providers()?),
+        Request::ResourcesRemove { resource } => {
+            broker.remove_resource(&resource).await?;
+            Reply::Done
+        }
+        Request::ClientsAdd { name } => Reply::Issued(broker.add_client(&name)?.into()),
+        Request::ClientsIssue { name } => Reply::Issued(broker.issue_client(&name)?.into()),
+        Request::ClientsList => Reply::Clients(broker.list_clients()?),
+        Request::ClientsRemove { name } => {
+            broker.remove_client(&name)?;
+            Reply::Done
+        }
+        Request::ClientSetup {
+            name,
+            kind,
+            stdio_command,
+            write,
+            replace,
+        } => Reply::ClientSetup(
+            setup::client_setup(broker, &name, &kind, &stdio_command, write, replace).await?,
+        ),
+        Request::ClientKinds => Reply::ClientKinds(client_kinds()),
+        Request::Audit {
+            client,
+            resource,
+            since,
+            limit,
+        } => Reply::Activity(broker.audit(&AuditFilter {
+            client,
+            resource,
+            since,
+            limit,
+        })?),
+        Request::About => Reply::About(about(broker.config(), Some(broker.vault()))),
+    })
+}

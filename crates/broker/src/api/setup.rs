@@ -1,0 +1,280 @@
+//! Set-up operations: the zone, agent clients' config entries, and what the broker is.
+
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::Failure;
+use crate::client_setup::{self, Kind, SetupError};
+use crate::config::{Config, UpstreamStrategy, ZoneSettings, normalize_zone};
+use crate::error::{BrokerError, ErrorCode};
+use crate::vault::Vault;
+use crate::{Broker, clients};
+
+/// A client token, shown to the user this once. Held as a secret until it is serialised for
+/// the shell that shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Issued {
+    pub name: String,
+    #[serde(serialize_with = "expose", deserialize_with = "conceal")]
+    pub token: SecretString,
+}
+
+impl From<clients::IssuedClient> for Issued {
+    fn from(c: clients::IssuedClient) -> Issued {
+        Issued {
+            name: c.name,
+            token: c.token,
+        }
+    }
+}
+
+fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose_secret())
+}
+
+fn conceal<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+    String::deserialize(d).map(SecretString::from)
+}
+
+/// Where to write a client's config entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "to", content = "path", rename_all = "snake_case")]
+pub enum WriteTo {
+    /// The client's own config file at its usual place.
+    Default,
+    File(PathBuf),
+}
+
+/// A kind of agent client the broker can write a config entry for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientKind {
+    /// `claude-code`, `cursor`, …
+    pub kind: String,
+    pub label: String,
+    /// Where its config file usually is, when the home directory is known.
+    pub path: Option<String>,
+    /// Reached through the stdio bridge (token in the keychain, not in the file).
+    pub stdio: bool,
+}
+
+/// A client's new token and its config entry, and what writing it did.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClientSetup {
+    #[serde(flatten)]
+    pub issued: Issued,
+    pub kind: String,
+    /// The entry to paste into the client's config (holds the token unless `stdio`).
+    pub snippet: String,
+    pub note: Option<String>,
+    pub written: Option<String>,
+    pub backup: Option<String>,
+    /// The file lies in a git work tree: a token in it could be committed.
+    pub warning: Option<String>,
+    /// Writing failed; the token and snippet above are still valid, so nothing is lost.
+    pub write_error: Option<Failure>,
+}
+
+/// Every kind of agent client, for the window's picker and the CLI's help.
+pub fn client_kinds() -> Vec<ClientKind> {
+    Kind::ALL
+        .iter()
+        .map(|k| ClientKind {
+            kind: k.as_str().to_string(),
+            label: k.label().to_string(),
+            path: client_setup::default_path(*k)
+                .ok()
+                .map(|p| p.display().to_string()),
+            stdio: k.uses_bridge(),
+        })
+        .collect()
+}
+
+fn setup_failure(e: SetupError) -> Failure {
+    let code = match e {
+        SetupError::NoHome => ErrorCode::NotConfigured,
+        SetupError::Unparseable { .. } => ErrorCode::InvalidInput,
+        SetupError::Io { .. } => ErrorCode::ConfigFile,
+    };
+    Failure::new(code, e.to_string())
+}
+
+/// Issues a token for `name` (a new client when `replace` is false; otherwise a new token for
+/// an existing or new one), renders the entry for `kind` and, when asked, merges it into the
+/// client's config file.
+pub(super) async fn client_setup(
+    broker: &Broker,
+    name: &str,
+    kind: &str,
+    stdio_command: &str,
+    write: Option<WriteTo>,
+    replace: bool,
+) -> Result<ClientSetup, Failure> {
+    let kind = Kind::parse(kind).ok_or_else(|| {
+        let known: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        Failure::invalid(format!(
+            "unknown client kind {kind:?}; use one of: {}",
+            known.join(", ")
+        ))
+    })?;
+    clients::validate_name(name).map_err(|e| BrokerError::Clients(e.into()))?;
+    let issued = if replace {
+        broker.issue_client(name)?
+    } else {
+        broker.add_client(name)?
+    };
+    let snippet = broker
+        .client_snippet(kind, &issued.name, &issued.token, stdio_command)
+        .await?;
+    let mut reply = ClientSetup {
+        issued: issued.into(),
+        kind: kind.as_str().to_string(),
+        snippet: snippet.render(),
+        note: snippet.note(),
+        written: None,
+        backup: None,
+        warning: None,
+        write_error: None,
+    };
+    let path = match write {
+        None => return Ok(reply),
+        Some(WriteTo::File(path)) => Ok(path),
+        Some(WriteTo::Default) => client_setup::default_path(kind),
+    };
+    match path.and_then(|path| client_setup::merge_into(&snippet, &path).map(|w| (path, w))) {
+        Ok((path, written)) => {
+            reply.written = Some(path.display().to_string());
+            reply.backup = written.backup.as_ref().map(|b| b.display().to_string());
+            reply.warning = written.warning();
+        }
+        Err(e) => reply.write_error = Some(setup_failure(e)),
+    }
+    Ok(reply)
+}
+
+/// What a person can set when configuring the zone; unset fields keep their current value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ZoneChange {
+    /// Issuer URL or bare zone id.
+    pub zone: String,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub strategy: Option<UpstreamStrategy>,
+    /// The confidential application's secret (CLI: read from stdin); kept in the keychain.
+    #[serde(skip)]
+    pub client_secret: Option<SecretString>,
+}
+
+/// What configuring the zone did. The shell restarts its engine with the saved config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZoneConfigured {
+    pub issuer: String,
+    /// The previous zone's session was ended first (switching zones).
+    pub signed_out_previous: bool,
+    /// The session stays pinned to this identifier until the next sign-in, because the
+    /// broker's resource identifier changed.
+    pub signed_in_for_other_resource: Option<String>,
+}
+
+/// Configures the zone: discovery must work and name the same issuer; switching to another
+/// zone ends the old zone's session first; settings the user chose (strategy, timeouts, and
+/// for the same zone the client and resource) are kept. Saves the config and returns it.
+pub async fn configure_zone(
+    broker: &Broker,
+    change: ZoneChange,
+) -> Result<(Config, ZoneConfigured), Failure> {
+    let mut config = broker.config().clone();
+    let issuer = normalize_zone(&change.zone).map_err(BrokerError::from)?;
+    let previous = config.settings.zone.clone();
+    let same_zone = previous.as_ref().is_some_and(|p| p.issuer == issuer);
+    let mut settings = match &previous {
+        Some(p) if same_zone => p.clone(),
+        Some(p) => ZoneSettings {
+            upstream_strategy: p.upstream_strategy,
+            timeout_secs: p.timeout_secs,
+            ..ZoneSettings::new(issuer.clone())
+        },
+        None => ZoneSettings::new(issuer.clone()),
+    };
+    crate::zone::Zone::discover(&issuer, settings.timeout())
+        .await
+        .map_err(BrokerError::from)?;
+    if let Some(id) = change.client_id {
+        settings.client_id = Some(id).filter(|i| !i.trim().is_empty());
+    }
+    if let Some(resource) = change.resource {
+        url::Url::parse(&resource).map_err(|e| {
+            Failure::invalid(format!("invalid resource identifier {resource:?}: {e}"))
+        })?;
+        settings.resource = Some(resource);
+    }
+    if let Some(strategy) = change.strategy {
+        settings.upstream_strategy = strategy;
+    }
+    if let Some(port) = change.port {
+        config.settings.broker.port = port;
+    }
+    let secret = change
+        .client_secret
+        .or_else(|| config.env_client_secret.clone());
+    if secret.is_some() {
+        settings.confidential = settings.client_id.is_some();
+    }
+    let switching = previous.as_ref().is_some_and(|p| p.issuer != issuer);
+    let signed_out_previous = switching && broker.status()?.session != "signed_out";
+    if signed_out_previous {
+        broker.logout().await?;
+    }
+    if let (Some(secret), true) = (secret, settings.confidential) {
+        broker.store_client_secret(secret).await?;
+    }
+    config.settings.zone = Some(settings);
+    config.save().map_err(BrokerError::from)?;
+    let signed_in_for_other_resource = broker
+        .status()?
+        .resource
+        .filter(|r| !switching && *r != config.resource_id());
+    Ok((
+        config,
+        ZoneConfigured {
+            issuer,
+            signed_out_previous,
+            signed_in_for_other_resource,
+        },
+    ))
+}
+
+/// What the broker is and where it keeps things (no secrets).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct About {
+    pub version: String,
+    pub zone: Option<String>,
+    pub port: u16,
+    pub mcp_url: String,
+    /// The broker's resource identifier at the zone.
+    pub resource: String,
+    pub keychain: Option<String>,
+    pub logs_dir: String,
+    pub data_dir: String,
+    pub config_file: String,
+}
+
+pub fn about(config: &Config, vault: Option<&Vault>) -> About {
+    About {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        zone: config.settings.zone.as_ref().map(|z| z.issuer.clone()),
+        port: config.port(),
+        mcp_url: crate::mcp::mcp_url(config.port()),
+        resource: config.resource_id(),
+        keychain: vault.map(Vault::backend),
+        logs_dir: config.paths.log_dir.display().to_string(),
+        data_dir: config.paths.data_dir.display().to_string(),
+        config_file: config.paths.config_file.display().to_string(),
+    }
+}
