@@ -10,6 +10,7 @@ mod tray;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use broker::api::{ErrorCode, Failure};
 use broker::{Broker, BrokerError, Config};
 use serde_json::Value;
 use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, WindowEvent};
@@ -38,7 +39,7 @@ struct Engine {
 pub struct Shell {
     engine: RwLock<Option<Engine>>,
     /// Why the engine is not running (no keychain, port in use, …), for the window.
-    error: Mutex<Option<String>>,
+    error: Mutex<Option<Failure>>,
     /// False until the first start-up attempt finished.
     ready: watch::Sender<bool>,
     open_browser: bool,
@@ -75,7 +76,7 @@ impl Shell {
     }
 
     /// The running broker, waiting for start-up if it is still under way.
-    pub async fn broker(&self) -> Result<Arc<Broker>, String> {
+    pub async fn broker(&self) -> Result<Arc<Broker>, Failure> {
         let mut ready = self.ready.subscribe();
         let _ = ready.wait_for(|r| *r).await;
         if let Some(engine) = self.engine.read().await.as_ref() {
@@ -83,14 +84,14 @@ impl Shell {
         }
         Err(self
             .error()
-            .unwrap_or_else(|| "Keycard Broker is not running".into()))
+            .unwrap_or_else(|| Failure::new(ErrorCode::Internal, "Keycard Broker is not running")))
     }
 
-    pub fn error(&self) -> Option<String> {
+    pub fn error(&self) -> Option<Failure> {
         self.error.lock().ok().and_then(|e| e.clone())
     }
 
-    fn set_error(&self, error: Option<String>) {
+    fn set_error(&self, error: Option<Failure>) {
         if let Ok(mut slot) = self.error.lock() {
             *slot = error;
         }
@@ -271,11 +272,12 @@ fn listen_for_deep_links<R: Runtime>(app: &AppHandle<R>) {
             let link = url.to_string();
             tauri::async_runtime::spawn(async move {
                 let shell = handle.state::<Shell>();
-                match shell.broker().await.map(|b| b.deliver_deep_link(&link)) {
-                    Ok(Ok(_)) => show_main(&handle),
-                    Ok(Err(reason)) | Err(reason) => {
-                        tracing::warn!(%reason, "deep link refused")
-                    }
+                match shell.broker().await {
+                    Ok(broker) => match broker.deliver_deep_link(&link) {
+                        Ok(_) => show_main(&handle),
+                        Err(reason) => tracing::warn!(%reason, "deep link refused"),
+                    },
+                    Err(failure) => tracing::warn!(%failure, "deep link refused"),
                 }
             });
         }
@@ -315,7 +317,7 @@ pub fn run() {
                 let shell = handle.state::<Shell>();
                 if let Err(e) = result {
                     tracing::error!(error = %e, "the broker did not start");
-                    shell.set_error(Some(e.to_string()));
+                    shell.set_error(Some(Failure::from(e)));
                     shell.ready.send_replace(true);
                     let _ = handle.emit(EVENT_ENGINE, Value::Null);
                     tray::refresh(&handle).await;

@@ -59,72 +59,146 @@ fn invoke(h: &Harness, cmd: &str, args: Value) -> Result<Value, Value> {
     .map(|b| b.deserialize::<Value>().unwrap())
 }
 
+/// One engine operation through the window's `api` command: the reply's value, or the failure.
+fn api(h: &Harness, request: Value) -> Result<Value, Value> {
+    invoke(h, "api", json!({ "request": request })).map(|reply| reply["value"].clone())
+}
+
+fn code(failure: &Value) -> &str {
+    failure["code"].as_str().unwrap_or_default()
+}
+
 #[test]
 fn status_before_any_zone_is_signed_out() {
     let h = harness();
-    let status = invoke(&h, "status", json!({})).unwrap();
+    let status = api(&h, json!({"op": "status"})).unwrap();
     assert_eq!(status["session"], "signed_out");
     assert_eq!(status["zone"], Value::Null);
     assert_eq!(status["connections"], json!([]));
+    assert_eq!(status["overall"]["state"], "signed_out");
     let info = invoke(&h, "app_info", json!({})).unwrap();
     assert_eq!(info["running"], true);
-    assert_eq!(info["keychain"].as_str().map(|s| !s.is_empty()), Some(true));
-    assert!(info["mcp_url"].as_str().unwrap().ends_with("/mcp"));
+    let about = &info["about"];
+    assert_eq!(
+        about["keychain"].as_str().map(|s| !s.is_empty()),
+        Some(true)
+    );
+    assert!(about["mcp_url"].as_str().unwrap().ends_with("/mcp"));
     assert_eq!(info["demo_zone"], crate::DEMO_ZONE);
 }
 
 #[test]
-fn set_zone_saves_it_and_rejects_garbage() {
+fn a_zone_switch_from_the_tray_does_discovery_and_keeps_settings() {
     let h = harness();
-    let err = invoke(&h, "set_zone", json!({"zone": "http://example.com"})).unwrap_err();
-    assert!(err.as_str().unwrap().contains("example.com"), "{err}");
-    let status = invoke(&h, "set_zone", json!({"zone": "http://127.0.0.1:8940"})).unwrap();
-    assert_eq!(status["zone"], "http://127.0.0.1:8940");
-    let info = invoke(&h, "app_info", json!({})).unwrap();
-    assert_eq!(info["zone"], "http://127.0.0.1:8940");
+    let (a, b) = tauri::async_runtime::block_on(async {
+        (
+            testkit::ZoneEmulator::start().await,
+            testkit::ZoneEmulator::start().await,
+        )
+    });
+    // Not a zone: discovery fails, with a code the window can act on, and nothing is saved.
+    let err = invoke(
+        &h,
+        "configure_zone",
+        json!({"change": {"zone": "http://127.0.0.1:9"}}),
+    )
+    .unwrap_err();
+    assert_eq!(code(&err), "zone_unreachable", "{err}");
+    let err = invoke(
+        &h,
+        "configure_zone",
+        json!({"change": {"zone": "http://example.com"}}),
+    )
+    .unwrap_err();
+    assert_eq!(code(&err), "invalid_input", "{err}");
+    assert_eq!(
+        api(&h, json!({"op": "about"})).unwrap()["zone"],
+        Value::Null
+    );
+
+    let status = invoke(
+        &h,
+        "configure_zone",
+        json!({"change": {"zone": a.issuer, "strategy": "refresh_with_resource"}}),
+    )
+    .unwrap();
+    assert_eq!(status["zone"], a.issuer.as_str());
+    let broker = tauri::async_runtime::block_on(h.app.state::<Shell>().broker()).unwrap();
+    let zone = broker.config().settings.zone.clone().unwrap();
+    assert_eq!(
+        zone.upstream_strategy,
+        broker::config::UpstreamStrategy::RefreshWithResource
+    );
+
+    // Switching keeps what the user chose, and the engine now runs on the new zone.
+    let status = invoke(&h, "configure_zone", json!({"change": {"zone": b.issuer}})).unwrap();
+    assert_eq!(status["zone"], b.issuer.as_str());
+    let broker = tauri::async_runtime::block_on(h.app.state::<Shell>().broker()).unwrap();
+    let zone = broker.config().settings.zone.clone().unwrap();
+    assert_eq!(zone.issuer, b.issuer);
+    assert_eq!(
+        zone.upstream_strategy,
+        broker::config::UpstreamStrategy::RefreshWithResource
+    );
+    let saved = Config::load(Some(h._home.path())).unwrap();
+    assert_eq!(
+        saved.settings.zone.unwrap().issuer,
+        b.issuer,
+        "saved to the config file"
+    );
+    assert_eq!(
+        api(&h, json!({"op": "about"})).unwrap()["zone"],
+        b.issuer.as_str()
+    );
 }
 
 #[test]
 fn resources_add_list_remove() {
     let h = harness();
-    let list = invoke(&h, "resources_list", json!({})).unwrap();
+    let list = api(&h, json!({"op": "resources_list"})).unwrap();
     let seeds = list.as_array().unwrap().len();
     assert!(seeds >= 10, "the seed catalog is listed: {list}");
-    let added = invoke(
+    let added = api(
         &h,
-        "resources_add",
-        json!({"resource": " http://127.0.0.1:9000/api ", "name": "My API", "apiBase": "", "scopes": "read  write"}),
+        json!({"op": "resources_add", "resource": " http://127.0.0.1:9000/api ", "name": "My API", "api_bases": [], "scopes": ["read", "write"]}),
     )
     .unwrap();
     assert_eq!(added["name"], "My API");
     assert_eq!(added["custom"], true);
     assert_eq!(added["scopes"], json!(["read", "write"]));
-    let list = invoke(&h, "resources_list", json!({})).unwrap();
+    let list = api(&h, json!({"op": "resources_list"})).unwrap();
     assert_eq!(list.as_array().unwrap().len(), seeds + 1);
-    let bad = invoke(&h, "resources_add", json!({"resource": "not a url"})).unwrap_err();
-    assert!(!bad.as_str().unwrap().is_empty());
-    invoke(
+    let bad = api(
         &h,
-        "resources_remove",
-        json!({"resource": "http://127.0.0.1:9000/api"}),
+        json!({"op": "resources_add", "resource": "not a url", "name": null}),
+    )
+    .unwrap_err();
+    assert_eq!(code(&bad), "invalid_input", "{bad}");
+    api(
+        &h,
+        json!({"op": "resources_remove", "resource": "http://127.0.0.1:9000/api"}),
     )
     .unwrap();
-    let list = invoke(&h, "resources_list", json!({})).unwrap();
+    let list = api(&h, json!({"op": "resources_list"})).unwrap();
     assert_eq!(list.as_array().unwrap().len(), seeds);
-    let builtin = invoke(&h, "resources_remove", json!({"resource": "github"})).unwrap_err();
-    assert!(builtin.as_str().unwrap().contains("GitHub"), "{builtin}");
+    let builtin = api(&h, json!({"op": "resources_remove", "resource": "github"})).unwrap_err();
+    assert!(
+        builtin["message"].as_str().unwrap().contains("GitHub"),
+        "{builtin}"
+    );
+    let garbage = invoke(&h, "api", json!({"request": {"op": "rm -rf"}})).unwrap_err();
+    assert!(!garbage.to_string().is_empty());
+}
+
+fn setup(name: &str, kind: &str, replace: bool) -> Value {
+    json!({"op": "client_setup", "name": name, "kind": kind, "stdio_command": "ignored", "replace": replace})
 }
 
 #[test]
 fn clients_add_shows_token_once_then_list_and_remove() {
     let h = harness();
-    assert_eq!(invoke(&h, "clients_list", json!({})).unwrap(), json!([]));
-    let added = invoke(
-        &h,
-        "clients_add",
-        json!({"name": "cursor-laptop", "kind": "cursor", "write": false}),
-    )
-    .unwrap();
+    assert_eq!(api(&h, json!({"op": "clients_list"})).unwrap(), json!([]));
+    let added = api(&h, setup("cursor-laptop", "cursor", false)).unwrap();
     let token = added["token"].as_str().unwrap();
     assert!(token.len() >= 32);
     let snippet = added["snippet"].as_str().unwrap();
@@ -133,56 +207,59 @@ fn clients_add_shows_token_once_then_list_and_remove() {
         "{snippet}"
     );
     assert_eq!(added["written"], Value::Null);
-    let list = invoke(&h, "clients_list", json!({})).unwrap();
+    let list = api(&h, json!({"op": "clients_list"})).unwrap();
     assert_eq!(list[0]["name"], "cursor-laptop");
     assert!(
         !list.to_string().contains(token),
         "the list never holds the token"
     );
-    let dup = invoke(
-        &h,
-        "clients_add",
-        json!({"name": "cursor-laptop", "kind": "cursor", "write": false}),
-    )
-    .unwrap_err();
-    assert!(dup.as_str().unwrap().contains("already exists"), "{dup}");
-    let kind = invoke(
-        &h,
-        "clients_add",
-        json!({"name": "x", "kind": "emacs", "write": false}),
-    )
-    .unwrap_err();
-    assert!(kind.as_str().unwrap().contains("emacs"));
-    let rotated = invoke(
-        &h,
-        "clients_issue",
-        json!({"name": "cursor-laptop", "kind": "codex", "write": false}),
-    )
-    .unwrap();
+    let dup = api(&h, setup("cursor-laptop", "cursor", false)).unwrap_err();
+    assert_eq!(code(&dup), "already_exists", "{dup}");
+    let kind = api(&h, setup("x", "emacs", false)).unwrap_err();
+    assert_eq!(code(&kind), "invalid_input");
+    assert!(kind["message"].as_str().unwrap().contains("emacs"));
+    let rotated = api(&h, setup("cursor-laptop", "codex", true)).unwrap();
     let new_token = rotated["token"].as_str().unwrap();
     assert_ne!(new_token, token, "a new token");
     assert!(rotated["note"].as_str().unwrap().contains(new_token));
-    invoke(&h, "clients_remove", json!({"name": "cursor-laptop"})).unwrap();
-    assert_eq!(invoke(&h, "clients_list", json!({})).unwrap(), json!([]));
-    let kinds = invoke(&h, "client_kinds", json!({})).unwrap();
-    assert_eq!(kinds.as_array().unwrap().len(), 6);
+    api(&h, json!({"op": "clients_remove", "name": "cursor-laptop"})).unwrap();
+    assert_eq!(api(&h, json!({"op": "clients_list"})).unwrap(), json!([]));
+    // The window's picker lists what the engine knows, not a copy of its own.
+    let kinds = api(&h, json!({"op": "client_kinds"})).unwrap();
+    let names: Vec<&str> = kinds
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kind"].as_str().unwrap())
+        .collect();
+    let engine: Vec<&str> = broker::client_setup::Kind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(names, engine);
+    assert!(
+        kinds
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["stdio"] == true && k["label"] == "Claude Desktop")
+    );
 }
 
 #[test]
 fn claude_desktop_from_the_tray_gets_its_token_in_the_keychain() {
-    // The stdio bridge reads the client token from the keychain; the tray must put it there
-    // as the CLI does (they share Broker::client_snippet).
+    // The stdio bridge reads the client token from the keychain; the tray puts it there
+    // through the same engine operation as the CLI (Request::ClientSetup).
     let h = harness();
-    let added = invoke(
-        &h,
-        "clients_add",
-        json!({"name": "desktop", "kind": "claude-desktop", "write": false}),
-    )
-    .unwrap();
+    let added = api(&h, setup("desktop", "claude-desktop", false)).unwrap();
     let token = added["token"].as_str().unwrap().to_string();
     let snippet = added["snippet"].as_str().unwrap();
     assert!(!snippet.contains(&token), "the file never holds the token");
     assert!(snippet.contains("stdio"), "{snippet}");
+    assert!(
+        !snippet.contains("ignored"),
+        "the tray names its own CLI: {snippet}"
+    );
     let stored = tauri::async_runtime::block_on(
         h.broker
             .vault()
@@ -192,12 +269,7 @@ fn claude_desktop_from_the_tray_gets_its_token_in_the_keychain() {
     .expect("the bridge's token is in the keychain");
     assert_eq!(secrecy::ExposeSecret::expose_secret(&stored), token);
     // Other kinds carry the token in their own config and leave the keychain alone.
-    invoke(
-        &h,
-        "clients_add",
-        json!({"name": "cursor", "kind": "cursor", "write": false}),
-    )
-    .unwrap();
+    api(&h, setup("cursor", "cursor", false)).unwrap();
     let none = tauri::async_runtime::block_on(
         h.broker
             .vault()
@@ -208,41 +280,107 @@ fn claude_desktop_from_the_tray_gets_its_token_in_the_keychain() {
 }
 
 #[test]
-fn audit_and_admin_errors_are_messages() {
+fn a_failed_write_keeps_the_new_token() {
     let h = harness();
-    assert_eq!(invoke(&h, "audit", json!({})).unwrap(), json!([]));
-    let err = invoke(&h, "revoke", json!({"resource": "nope"})).unwrap_err();
-    assert!(err.is_string(), "{err}");
+    let blocker = h._home.path().join("not-a-dir");
+    std::fs::write(&blocker, "x").unwrap();
+    let added = api(
+        &h,
+        json!({"op": "client_setup", "name": "w", "kind": "cursor", "stdio_command": "", "replace": true,
+               "write": {"to": "file", "path": blocker.join("mcp.json")}}),
+    )
+    .unwrap();
+    assert!(added["token"].as_str().unwrap().len() >= 32, "{added}");
+    assert_eq!(added["written"], Value::Null);
+    assert_eq!(added["write_error"]["code"], "config_file", "{added}");
+}
+
+#[test]
+fn pause_shows_the_same_state_in_icon_and_window() {
+    let h = harness();
+    let status = api(&h, json!({"op": "pause"})).unwrap();
+    assert_eq!(status["paused"], true);
+    let status: broker::Status = serde_json::from_value(status).unwrap();
+    assert!(h.broker.paused(), "the engine itself is paused");
+    // Signed out outranks paused; signed in, the state is `paused` for the window's banner
+    // (it reads `overall`) and for the tray icon (derived from the same field).
+    assert_eq!(status.overall.state, broker::OverallState::SignedOut);
+    let signed_in = broker::Status {
+        session: broker::Session::SignedIn,
+        zone: Some("http://127.0.0.1:1".into()),
+        ..status
+    }
+    .with_overall();
+    assert_eq!(signed_in.overall.state, broker::OverallState::Paused);
+    assert_eq!(
+        serde_json::to_value(&signed_in).unwrap()["overall"]["state"],
+        "paused"
+    );
+    let (icon, tip) = summarize(Ok(&signed_in));
+    assert_eq!(icon, TrayState::Paused);
+    assert!(tip.contains(&signed_in.overall.text), "{tip}");
+    let resumed = api(&h, json!({"op": "resume"})).unwrap();
+    assert_eq!(resumed["paused"], false);
+    assert!(!h.broker.paused());
+}
+
+#[test]
+fn audit_and_admin_errors_are_typed() {
+    let h = harness();
+    assert_eq!(
+        api(
+            &h,
+            json!({"op": "audit", "client": null, "resource": null, "since": null, "limit": 10})
+        )
+        .unwrap(),
+        json!([])
+    );
+    let err = api(&h, json!({"op": "revoke", "resource": "nope"})).unwrap_err();
+    assert_eq!(code(&err), "not_found", "{err}");
     let err = invoke(&h, "autostart", json!({})).unwrap_err();
-    assert!(err.as_str().unwrap().contains("not available"), "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("not available"),
+        "{err}"
+    );
     let err = invoke(&h, "save_export", json!({"format": "exe", "content": ""})).unwrap_err();
-    assert!(err.as_str().unwrap().contains("exe"), "{err}");
-    let err = invoke(&h, "login", json!({})).unwrap_err();
-    assert!(err.as_str().unwrap().contains("zone"), "{err}");
+    assert_eq!(code(&err), "invalid_input", "{err}");
+    let err = api(&h, json!({"op": "login", "timeout_secs": 1})).unwrap_err();
+    assert_eq!(code(&err), "not_configured", "{err}");
+    assert!(
+        !err["message"].as_str().unwrap().contains("keycard-broker "),
+        "no CLI advice in the window: {err}"
+    );
 }
 
 #[test]
 fn tray_summary_words() {
-    let status = |session: &str, grants: &[broker::GrantStatus]| broker::Status {
-        paused: false,
-        keychain_pending: 0,
-        zone: Some("http://127.0.0.1:1".into()),
-        account: None,
-        session: session.into(),
-        resource: None,
-        connections: grants
-            .iter()
-            .enumerate()
-            .map(|(i, g)| broker::ConnectionStatus {
-                resource: format!("r{i}"),
-                name: format!("P{i}"),
-                status: *g,
-                scopes: vec![],
-                connected_at: None,
-                last_used_at: None,
-                last_error: None,
-            })
-            .collect(),
+    let status = |session: &str, grants: &[broker::GrantStatus]| {
+        broker::Status {
+            paused: false,
+            keychain_pending: 0,
+            zone: Some("http://127.0.0.1:1".into()),
+            account: None,
+            session: match session {
+                "signed_in" => broker::Session::SignedIn,
+                _ => broker::Session::SignedOut,
+            },
+            resource: None,
+            connections: grants
+                .iter()
+                .enumerate()
+                .map(|(i, g)| broker::ConnectionStatus {
+                    resource: format!("r{i}"),
+                    name: format!("P{i}"),
+                    status: *g,
+                    scopes: vec![],
+                    connected_at: None,
+                    last_used_at: None,
+                    last_error: None,
+                })
+                .collect(),
+            overall: Default::default(),
+        }
+        .with_overall()
     };
     use broker::GrantStatus::*;
     assert_eq!(
@@ -256,15 +394,16 @@ fn tray_summary_words() {
     let (state, tip) = summarize(Ok(&status("signed_in", &[Connected, NeedsReconnect])));
     assert_eq!(state, TrayState::Attention);
     assert!(tip.contains("P1"), "{tip}");
-    assert_eq!(summarize(Err("port in use")).0, TrayState::Attention);
+    let failure = broker::api::Failure::new(broker::ErrorCode::PortInUse, "port in use");
+    assert_eq!(summarize(Err(&failure)).0, TrayState::Attention);
     let mut paused = status("signed_in", &[Connected]);
     paused.paused = true;
-    let (state, tip) = summarize(Ok(&paused));
-    assert_eq!(state, TrayState::Attention);
+    let (state, tip) = summarize(Ok(&paused.with_overall()));
+    assert_eq!(state, TrayState::Paused);
     assert!(tip.contains("paused"), "{tip}");
     let mut locked = status("signed_in", &[Connected]);
     locked.keychain_pending = 1;
-    let (state, tip) = summarize(Ok(&locked));
+    let (state, tip) = summarize(Ok(&locked.with_overall()));
     assert_eq!(state, TrayState::Attention);
     assert!(tip.contains("unlock the keychain"), "{tip}");
 }

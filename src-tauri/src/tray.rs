@@ -1,7 +1,8 @@
-//! The tray icon: state at a glance (all good / attention needed / signed out), a menu with
+//! The tray icon: state at a glance (all good / paused / attention needed / signed out), a menu with
 //! every connection, and the one desktop notification per `needs_reconnect`.
 
-use broker::GrantStatus;
+use broker::api::{self, Failure, Request};
+use broker::{GrantStatus, OverallState};
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
@@ -12,10 +13,12 @@ use crate::{ROUND_TIMEOUT_SECS, Shell};
 pub const TRAY_ID: &str = "main";
 const CONNECTION_PREFIX: &str = "conn:";
 
-/// What the tray shows.
+/// What the tray shows: the engine's overall state (the window's banner shows the same), or
+/// attention when the engine did not start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrayState {
     Ok,
+    Paused,
     Attention,
     SignedOut,
 }
@@ -25,64 +28,27 @@ impl TrayState {
         Image::from_bytes(match self {
             TrayState::Ok => include_bytes!("../../icons/tray-ok.png"),
             TrayState::Attention => include_bytes!("../../icons/tray-attention.png"),
-            TrayState::SignedOut => include_bytes!("../../icons/tray-signed-out.png"),
+            // Paused and signed out share the grey look: agents get nothing either way.
+            TrayState::Paused | TrayState::SignedOut => {
+                include_bytes!("../../icons/tray-signed-out.png")
+            }
         })
     }
 }
 
 /// The tray state and tooltip for a status (or the engine's start-up error).
-pub fn summarize(status: Result<&broker::Status, &str>) -> (TrayState, String) {
+pub fn summarize(status: Result<&broker::Status, &Failure>) -> (TrayState, String) {
     let status = match status {
         Ok(s) => s,
         Err(e) => return (TrayState::Attention, format!("Keycard Broker: {e}")),
     };
-    if status.session != "signed_in" {
-        let why = if status.zone.is_none() {
-            "no zone configured"
-        } else if status.session == "needs_login" {
-            "sign in again"
-        } else {
-            "signed out"
-        };
-        return (TrayState::SignedOut, format!("Keycard Broker — {why}"));
-    }
-    if status.keychain_pending > 0 {
-        return (
-            TrayState::Attention,
-            "Keycard Broker — unlock the keychain: a renewed sign-in waits to be saved".to_string(),
-        );
-    }
-    if status.paused {
-        return (
-            TrayState::Attention,
-            "Keycard Broker — agent access paused".to_string(),
-        );
-    }
-    let attention: Vec<&str> = status
-        .connections
-        .iter()
-        .filter(|c| matches!(c.status, GrantStatus::NeedsReconnect | GrantStatus::Error))
-        .map(|c| c.name.as_str())
-        .collect();
-    if attention.is_empty() {
-        let live = status
-            .connections
-            .iter()
-            .filter(|c| c.status == GrantStatus::Connected)
-            .count();
-        (
-            TrayState::Ok,
-            format!("Keycard Broker — all good ({live} connected)"),
-        )
-    } else {
-        (
-            TrayState::Attention,
-            format!(
-                "Keycard Broker — attention needed: {}",
-                attention.join(", ")
-            ),
-        )
-    }
+    let state = match status.overall.state {
+        OverallState::Ok => TrayState::Ok,
+        OverallState::Paused => TrayState::Paused,
+        OverallState::Attention => TrayState::Attention,
+        OverallState::SignedOut => TrayState::SignedOut,
+    };
+    (state, format!("Keycard Broker — {}", status.overall.text))
 }
 
 /// Words for a connection's status in the menu.
@@ -209,13 +175,11 @@ async fn reconnect_if_needed<R: Runtime>(app: &AppHandle<R>, resource: String) {
         crate::show_main(app);
         return;
     }
-    let request = broker::control::Request::Connect {
+    let request = Request::Connect {
         resource,
         timeout_secs: ROUND_TIMEOUT_SECS,
     };
-    if let Err(e) =
-        broker::control::handle(&broker, request, |url| shell.announce_url(app, url)).await
-    {
+    if let Err(e) = api::handle(&broker, request, |url| shell.announce_url(app, url)).await {
         tracing::warn!(error = %e, "reconnect from the tray failed");
         notify(app, "Reconnect failed", &e.to_string());
     }
@@ -228,10 +192,10 @@ pub async fn refresh<R: Runtime>(app: &AppHandle<R>) {
     };
     let shell = app.state::<Shell>();
     let status = match shell.broker().await {
-        Ok(broker) => broker.status().map_err(|e| e.to_string()),
+        Ok(broker) => broker.status().map_err(Failure::from),
         Err(e) => Err(e),
     };
-    let (state, tooltip) = summarize(status.as_ref().map_err(String::as_str));
+    let (state, tooltip) = summarize(status.as_ref());
     if let Ok(icon) = state.icon() {
         let _ = tray.set_icon(Some(icon));
     }

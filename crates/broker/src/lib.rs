@@ -18,6 +18,7 @@ pub mod grants;
 pub mod logging;
 pub mod mcp;
 pub mod net;
+mod overview;
 pub mod upstream;
 pub mod vault;
 pub mod zone;
@@ -26,9 +27,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, broadcast, oneshot};
 
 pub use call::ApiError;
@@ -37,6 +37,7 @@ pub use config::Config;
 pub use consent::AgentRound;
 pub use error::{BrokerError, ErrorCode};
 pub use events::Event;
+pub use overview::{ConnectionInfo, ConnectionStatus, Overall, OverallState, Session, Status, TokenInfo};
 pub use grants::{GrantStatus, Round, RoundKind, UpstreamToken};
 
 use audit::{Audit, AuditFilter, AuditRecord};
@@ -47,58 +48,6 @@ use db::{Db, ResourceRecord, SessionStatus};
 use events::Events;
 use grants::Grants;
 use vault::{SecretKey, Vault};
-
-/// `status --json`: the session and every connection. No secrets.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Status {
-    pub zone: Option<String>,
-    pub account: Option<String>,
-    /// `signed_in`, `needs_login` or `signed_out`.
-    pub session: String,
-    /// The broker's resource identifier the session was signed in for; every refresh presents
-    /// it, whatever the port is now.
-    #[serde(default)]
-    pub resource: Option<String>,
-    /// Agent access paused by the user (the MCP endpoint answers 503).
-    #[serde(default)]
-    pub paused: bool,
-    /// Renewed refresh tokens the keychain refused (locked), held in memory until it accepts.
-    #[serde(default)]
-    pub keychain_pending: usize,
-    pub connections: Vec<ConnectionStatus>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ConnectionStatus {
-    pub resource: String,
-    pub name: String,
-    pub status: GrantStatus,
-    pub scopes: Vec<String>,
-    pub connected_at: Option<DateTime<Utc>>,
-    pub last_used_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-}
-
-/// What `check` reports about a working connection (never the token itself).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TokenInfo {
-    pub resource: String,
-    pub name: String,
-    pub scopes: Vec<String>,
-    pub expires_in_secs: u64,
-}
-
-/// A connection as agents see it (`list_connections`). No secrets.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct ConnectionInfo {
-    pub resource: String,
-    pub name: String,
-    pub status: String,
-    pub scopes: Vec<String>,
-    pub api_bases: Vec<String>,
-    pub last_used_at: Option<String>,
-    pub last_error: Option<String>,
-}
 
 struct Listener {
     addr: SocketAddr,
@@ -345,15 +294,16 @@ impl Broker {
             account: session.as_ref().and_then(|s| s.account.clone()),
             resource: session.as_ref().and_then(|s| s.resource.clone()),
             session: match session.map(|s| s.status) {
-                Some(SessionStatus::SignedIn) => "signed_in",
-                Some(SessionStatus::NeedsLogin) => "needs_login",
-                None => "signed_out",
-            }
-            .into(),
+                Some(SessionStatus::SignedIn) => Session::SignedIn,
+                Some(SessionStatus::NeedsLogin) => Session::NeedsLogin,
+                None => Session::SignedOut,
+            },
             paused: self.paused(),
             keychain_pending: self.grants.unsaved_count(),
             connections,
-        })
+            overall: Overall::default(),
+        }
+        .with_overall())
     }
 
     /// Adds a custom OAuth resource; its API base defaults to the identifier.
