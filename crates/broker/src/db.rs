@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::grants::GrantStatus;
+use crate::status::GrantStatus;
+pub use crate::status::SessionStatus;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -111,23 +112,6 @@ pub struct SessionRecord {
     /// The broker's resource identifier at sign-in (None for sessions from older versions).
     #[serde(default)]
     pub resource: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionStatus {
-    SignedIn,
-    /// The zone refused the session's refresh token: sign in again.
-    NeedsLogin,
-}
-
-impl SessionStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            SessionStatus::SignedIn => "signed_in",
-            SessionStatus::NeedsLogin => "needs_login",
-        }
-    }
 }
 
 /// The zone client registration in use (the client id is public).

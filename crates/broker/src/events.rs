@@ -5,7 +5,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::audit::AuditRecord;
-use crate::grants::GrantStatus;
+use crate::status::GrantStatus;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

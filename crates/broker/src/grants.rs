@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex as AsyncMutex, OnceCell};
 
 use crate::BrokerError;
@@ -22,6 +21,7 @@ use crate::catalog::{self, Provider};
 use crate::config::{Config, DEEP_LINK_REDIRECT, RedirectMode, UpstreamStrategy};
 use crate::db::{Db, GrantRecord, RegistrationRecord, SessionRecord, SessionStatus};
 use crate::events::{Event, Events};
+pub use crate::status::GrantStatus;
 use crate::vault::{SecretKey, Vault};
 use crate::zone::{ClientIdentity, TokenSet, Zone, ZoneError, same_issuer};
 
@@ -38,36 +38,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// `last_used_at` is written at most this often per grant (the hot path stays in memory).
 const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
 const REGISTRATION_KEY: &str = "registration";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantStatus {
-    Connected,
-    NeedsReconnect,
-    Revoked,
-    Error,
-}
-
-impl GrantStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantStatus::Connected => "connected",
-            GrantStatus::NeedsReconnect => "needs_reconnect",
-            GrantStatus::Revoked => "revoked",
-            GrantStatus::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<GrantStatus> {
-        Some(match s {
-            "connected" => GrantStatus::Connected,
-            "needs_reconnect" => GrantStatus::NeedsReconnect,
-            "revoked" => GrantStatus::Revoked,
-            "error" => GrantStatus::Error,
-            _ => return None,
-        })
-    }
-}
 
 /// A provider token for one call. The secret never leaves the broker process.
 #[derive(Debug, Clone)]
@@ -1073,19 +1043,6 @@ fn scope_reason(missing: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_round_trips() {
-        for s in [
-            GrantStatus::Connected,
-            GrantStatus::NeedsReconnect,
-            GrantStatus::Revoked,
-            GrantStatus::Error,
-        ] {
-            assert_eq!(GrantStatus::parse(s.as_str()), Some(s));
-        }
-        assert_eq!(GrantStatus::parse("bogus"), None);
-    }
 
     #[test]
     fn absurd_lifetimes_are_capped_never_a_clock_overflow() {

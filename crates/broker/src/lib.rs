@@ -16,6 +16,7 @@ pub mod events;
 pub mod grants;
 pub mod mcp;
 pub mod net;
+pub mod status;
 pub mod upstream;
 pub mod vault;
 pub mod zone;
@@ -35,7 +36,8 @@ pub use config::Config;
 pub use consent::AgentRound;
 pub use error::{BrokerError, ErrorCode};
 pub use events::Event;
-pub use grants::{GrantStatus, Round, RoundKind, UpstreamToken};
+pub use grants::{Round, RoundKind, UpstreamToken};
+pub use status::GrantStatus;
 
 use audit::{Audit, AuditFilter, AuditRecord};
 use callback::{CallbackError, Callbacks};
