@@ -4,7 +4,7 @@
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::audit::AuditRecord;
+use crate::activity::AuditRecord;
 use crate::status::GrantStatus;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,6 +1,7 @@
 //! Keycard Broker engine. `Broker` is the only API the shells (CLI, tray app) use; it owns the
 //! loopback listener, the keychain entries and the token cache. No Tauri, no UI here.
 
+pub mod activity;
 pub mod audit;
 pub mod call;
 pub mod callback;
