@@ -4,8 +4,8 @@
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::audit::AuditRecord;
-use crate::grants::GrantStatus;
+use crate::activity::AuditRecord;
+use crate::status::GrantStatus;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

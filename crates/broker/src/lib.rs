@@ -1,6 +1,7 @@
 //! Keycard Broker engine. `Broker` is the only API the shells (CLI, tray app) use; it owns the
 //! loopback listener, the keychain entries and the token cache. No Tauri, no UI here.
 
+pub mod activity;
 pub mod api;
 pub mod audit;
 pub mod call;
@@ -19,6 +20,7 @@ pub mod logging;
 pub mod mcp;
 pub mod net;
 mod overview;
+pub mod status;
 pub mod upstream;
 pub mod vault;
 pub mod zone;
@@ -37,8 +39,11 @@ pub use config::Config;
 pub use consent::AgentRound;
 pub use error::{BrokerError, ErrorCode};
 pub use events::Event;
-pub use overview::{ConnectionInfo, ConnectionStatus, Overall, OverallState, Session, Status, TokenInfo};
-pub use grants::{GrantStatus, Round, RoundKind, UpstreamToken};
+pub use grants::{Round, RoundKind, UpstreamToken};
+pub use overview::{
+    ConnectionInfo, ConnectionStatus, Overall, OverallState, Session, Status, TokenInfo,
+};
+pub use status::GrantStatus;
 
 use audit::{Audit, AuditFilter, AuditRecord};
 use callback::{CallbackError, Callbacks};

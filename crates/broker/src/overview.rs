@@ -93,7 +93,6 @@ pub struct ConnectionInfo {
     pub last_error: Option<String>,
 }
 
-
 /// The broker's state at a glance, most urgent first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
