@@ -337,3 +337,50 @@ pub fn text_of(result: &Value) -> String {
         })
         .unwrap_or_default()
 }
+
+/// What one family of attack probes ran and saw (every response body, tool result and page),
+/// for the checks at its end: the exact number of probes, and no secret anywhere.
+#[derive(Default)]
+pub struct Probes {
+    seen: String,
+    count: usize,
+}
+
+impl Probes {
+    /// One probe ran; `saw` is what it got back.
+    pub fn ran(&mut self, saw: &str) {
+        self.count += 1;
+        self.saw(saw);
+    }
+
+    /// More of what a probe got back (a part of its answer, or a set-up step's).
+    pub fn saw(&mut self, text: &str) {
+        self.seen.push_str(text);
+        self.seen.push('\n');
+    }
+
+    /// Exactly `expected` probes ran, and no token the zone issued is in anything they saw,
+    /// anything the binary printed or any file it wrote; the client token only in the
+    /// transcript of `clients add`, where the test itself asked for it.
+    pub async fn finish(self, s: &Stack, family: &str, expected: usize) {
+        assert_eq!(self.count, expected, "{family}: probes run");
+        println!("{family}: {} probes", self.count);
+        let transcript = s.home.transcript.lock().unwrap().clone();
+        testkit::assert_no_leak(
+            &s.zone.issued().await,
+            s.home.dir.path(),
+            &[&transcript, &self.seen],
+        );
+        for (path, bytes) in testkit::files_under(s.home.dir.path()) {
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(&s.token),
+                "{family}: client token in {}",
+                path.display()
+            );
+        }
+        assert!(
+            !self.seen.contains(&s.token),
+            "{family}: client token echoed in a response"
+        );
+    }
+}
