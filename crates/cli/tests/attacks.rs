@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{Mcp, Probes, Stack, raw_http, stack, text_of};
+use common::{Mcp, Probes, Stack, raw_http, refused_status, stack, text_of};
 use serde_json::{Value, json};
 
 const HOST_AND_ORIGIN: usize = 18;
@@ -297,11 +297,16 @@ async fn bearer_and_query_credentials() {
         serde_json::from_str(&s.home.ok(&["clients", "add", "doomed", "--json"]).await).unwrap();
     let doomed = Mcp::connect(&s.serving.url, added["token"].as_str().unwrap()).await;
     s.home.ok(&["clients", "remove", "doomed"]).await;
-    let r = doomed
-        .post(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
-        .await;
-    assert_eq!(r.status(), 401, "removed client");
-    p.ran(&r.text().await.unwrap_or_default());
+    let refused = doomed
+        .try_tool("list_connections", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused_status(&refused),
+        Some(401),
+        "removed client: {refused}"
+    );
+    p.ran(&refused.to_string());
     p.finish(&s, "bearer and query credentials", CREDENTIALS)
         .await;
 }
@@ -341,7 +346,7 @@ async fn ssrf_through_call_api() {
     let up = s.upstream.url.clone();
     let up_port = up.rsplit(':').next().unwrap().to_string();
     let mut p = Probes::default();
-    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let refused: Vec<(&str, Value)> = vec![
         (
             "other host",
@@ -477,7 +482,7 @@ async fn path_tricks_and_routing_headers() {
     let s = stack(None).await;
     let api = s.upstream.api();
     let mut p = Probes::default();
-    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let before = s.upstream.stats().await["requests"].as_u64().unwrap();
     let mut escaping: Vec<(String, Value)> = [
         format!("{api}/..;/__control/stats"),
@@ -545,7 +550,7 @@ async fn token_echoes_are_scrubbed() {
     let s = stack(None).await;
     let api = s.upstream.api();
     let mut p = Probes::default();
-    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let echo = mcp
         .tool(
             "call_api",
@@ -721,7 +726,7 @@ async fn connect_tool_links_and_flood() {
     let s = stack(None).await;
     let port = s.home.port;
     let mut p = Probes::default();
-    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let first = mcp.tool("connect", json!({"resource": "github"})).await;
     let text = text_of(&first);
     let link = text
@@ -784,7 +789,7 @@ async fn plain_http_only_for_loopback_api_bases() {
 async fn refused_calls_keep_the_query_out_of_the_audit_log() {
     let s = stack(None).await;
     let mut p = Probes::default();
-    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let refused = mcp
         .tool(
             "call_api",
