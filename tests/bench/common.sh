@@ -2,16 +2,16 @@
 # scripts/with-keyring): builds the release binaries and stands up zone emulator + upstream
 # fixture + `keycard-broker serve` (tests/mcp/stack.sh), killed on exit. Sets target,
 # zone_pid, up_pid, serve_pid, the stack's variables (MCP_URL, MCP_TOKEN, FIXTURE, ZONE,
-# KEYCARD_BROKER_HOME) and `pids` (append more to have them killed too).
-target="${CARGO_TARGET_DIR:-$PWD/target}"
+# KEYCARD_BROKER_HOME) and `pids` (append more to have them killed too). Sources scripts/lib.sh.
+source scripts/lib.sh
+target="$KCB_TARGET"
 mkdir -p "$target/bench"
 
 bench_build() {
   echo "bench: building release binaries (keycard-broker, keycard-bench) …" >&2
   cargo build --release -p keycard-broker-cli -p keycard-bench >&2
-  for d in tests/zone tests/mcp; do
-    [ -d "$d/node_modules" ] || (cd "$d" && npm ci --silent >&2)
-  done
+  npm_ci tests/zone
+  npm_ci tests/mcp
 }
 
 bench_stack() {

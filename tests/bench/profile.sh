@@ -23,10 +23,7 @@ out="$target/bench"
 need_apt=()
 command -v perf >/dev/null || need_apt+=(linux-perf)
 command -v strace >/dev/null || need_apt+=(strace)
-if [ "${#need_apt[@]}" -gt 0 ]; then
-  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get install -y "${need_apt[@]}" >&2
-fi
+apt_install "${need_apt[@]}"
 command -v inferno-flamegraph >/dev/null || cargo install inferno --version 0.12.3 --locked >&2
 
 bench_build

@@ -25,29 +25,18 @@ load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 bench_build
 
 venv="$target/bench/venv"
-stamp="$venv/.requirements.sha256"
-want="$(sha256sum tests/bench/requirements.txt | cut -d' ' -f1)"
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "bench: installing the reference server's packages into $venv …" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/bench/requirements.txt >&2
-  echo "$want" > "$stamp"
-fi
+python_venv "$venv" tests/bench/requirements.txt
 
 bench_stack
 
-ref_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+ref_port="$(free_port)"
 "$venv/bin/python" tests/bench/reference_server.py --zone "$ZONE" --resource "$FIXTURE" --port "$ref_port" \
   > "$KEYCARD_BROKER_HOME/reference.out" 2> "$KEYCARD_BROKER_HOME/reference.log" &
 ref_pid=$!
 pids+=("$ref_pid")
-for _ in $(seq 300); do
-  grep -q REFERENCE_READY "$KEYCARD_BROKER_HOME/reference.out" 2>/dev/null && break
-  kill -0 "$ref_pid" 2>/dev/null || { cat "$KEYCARD_BROKER_HOME/reference.log" >&2; exit 1; }
-  sleep 0.1
-done
+wait_for_line "$ref_pid" "$KEYCARD_BROKER_HOME/reference.out" REFERENCE_READY \
+  "$KEYCARD_BROKER_HOME/reference.log" 30
 ref_url="$(sed -n 's/^REFERENCE_READY //p' "$KEYCARD_BROKER_HOME/reference.out")"
-[ -n "$ref_url" ] || { echo "reference server not ready" >&2; cat "$KEYCARD_BROKER_HOME/reference.log" >&2; exit 1; }
 
 cores="$(nproc)"
 export BENCH_MACHINE="$(uname -m), $cores cores shared with other work on this machine (load average before the run: $load_before), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"

@@ -16,17 +16,15 @@ set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 URL TOKEN" >&2; exit 2; }
 url="$1" token="$2"
 here="$(cd "$(dirname "$0")" && pwd)"
-[ -d "$here/node_modules/conformance-next" ] || (cd "$here" && npm ci --no-audit --no-fund >&2)
+source "$here/../../scripts/lib.sh"
+npm_ci "$here"
 export PATH="$here/node_modules/.bin:$PATH"   # Node 22 (npm `node`): the suite needs >= 22.19
 out="${CONFORMANCE_OUT:-$(mktemp -d)}"; mkdir -p "$out"
 
 node "$here/proxy.mjs" --target "$url" --token "$token" > "$out/proxy.out" 2> "$out/proxy.err" &
 proxy_pid=$!
 trap 'kill "$proxy_pid" 2>/dev/null || true' EXIT
-until grep -q PROXY_READY "$out/proxy.out" 2>/dev/null; do
-  kill -0 "$proxy_pid" 2>/dev/null || { cat "$out/proxy.err" >&2; exit 1; }
-  sleep 0.1
-done
+wait_for_line "$proxy_pid" "$out/proxy.out" PROXY_READY "$out/proxy.err" 30
 proxy_url="$(sed -n 's/^PROXY_READY //p' "$out/proxy.out")"
 
 stable="$here/node_modules/@modelcontextprotocol/conformance/dist/index.js"

@@ -11,7 +11,8 @@ set -euo pipefail
 [ $# -eq 3 ] || { echo "usage: $0 URL TOKEN FIXTURE" >&2; exit 2; }
 url="$1" token="$2" fixture="${3%/}"
 here="$(cd "$(dirname "$0")" && pwd)"
-[ -x "$here/node_modules/.bin/mcp-inspector" ] || (cd "$here" && npm ci --no-audit --no-fund >&2)
+source "$here/../../scripts/lib.sh"
+npm_ci "$here"
 export PATH="$here/node_modules/.bin:$PATH"   # Node 22 from npm `node`, then the inspector
 
 inspect() { # era, then inspector arguments; the JSON result on stdout

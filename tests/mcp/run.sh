@@ -12,11 +12,12 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 [ "${1:-}" = --in-keyring ] || exec "$root/scripts/with-keyring" "$0" --in-keyring
 cd "$root"
+source scripts/lib.sh
 
-[ -x "$here/.venv/bin/python" ] || { python3 -m venv "$here/.venv" && "$here/.venv/bin/pip" install -q -r "$here/requirements.txt"; }
-[ -d "$here/node_modules/conformance-next" ] || (cd "$here" && npm ci --no-audit --no-fund)
+python_venv "$here/.venv" "$here/requirements.txt"
+npm_ci "$here"
 py="$here/.venv/bin/python"
-bin="${KEYCARD_BROKER_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/keycard-broker}"
+bin="${KEYCARD_BROKER_BIN:-$KCB_TARGET/debug/keycard-broker}"
 
 eval "$("$here/stack.sh")"
 trap 'kill $STACK_PIDS 2>/dev/null || true' EXIT

@@ -2,34 +2,38 @@
 # Stands up a whole local stack for manual and scripted MCP checks: zone emulator, upstream
 # fixture, `keycard-broker serve` in a temp home, signed in, fixture connected, one client.
 # Prints shell assignments (eval them): MCP_URL, MCP_TOKEN, FIXTURE, KEYCARD_BROKER_HOME, PIDS.
-# Needs a Secret Service: run under scripts/with-keyring.
+# Needs a Secret Service: run under scripts/with-keyring. A component that dies or hangs while
+# starting fails it at once with the end of stack.log, and what it started is stopped.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-bin="${KEYCARD_BROKER_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/keycard-broker}"
+source "$root/scripts/lib.sh"
+bin="${KEYCARD_BROKER_BIN:-$KCB_TARGET/debug/keycard-broker}"
 home="$(mktemp -d)"; export KEYCARD_BROKER_HOME="$home" KEYCARD_BROKER_NO_BROWSER=1
 log="$home/stack.log"
+started=()
+trap '[ $? -eq 0 ] || kill "${started[@]}" 2>/dev/null || true' EXIT
 
 node "$root/tests/zone/server.mjs" --port 0 > "$home/zone.out" 2>>"$log" &
-zone_pid=$!
-until grep -q ZONE_READY "$home/zone.out" 2>/dev/null; do sleep 0.1; done
+zone_pid=$!; started+=("$zone_pid")
+wait_for_line "$zone_pid" "$home/zone.out" ZONE_READY "$log"
 issuer="$(sed -n 's/^ZONE_READY //p' "$home/zone.out")"
 node "$root/tests/upstream/server.mjs" --zone "$issuer" --port 0 > "$home/up.out" 2>>"$log" &
-up_pid=$!
-until grep -q UPSTREAM_READY "$home/up.out" 2>/dev/null; do sleep 0.1; done
+up_pid=$!; started+=("$up_pid")
+wait_for_line "$up_pid" "$home/up.out" UPSTREAM_READY "$log"
 fixture="$(sed -n 's/^UPSTREAM_READY //p' "$home/up.out")/api"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 
 "$bin" init --zone "$issuer" --port "$port" >>"$log" 2>&1
 "$bin" serve >"$home/serve.out" 2>>"$log" &
-serve_pid=$!
-until grep -q "serving MCP" "$home/serve.out" 2>/dev/null; do sleep 0.1; done
+serve_pid=$!; started+=("$serve_pid")
+wait_for_line "$serve_pid" "$home/serve.out" "serving MCP" "$log"
 
 # A browser stand-in: curl follows the zone's redirects (cookie jar) to the broker's callback.
 round() {
   rm -f "$home/round.out"
   "$bin" "$@" --no-browser > "$home/round.out" 2>>"$log" &
   local pid=$!
-  until [ -s "$home/round.out" ]; do sleep 0.05; done
+  wait_until "$pid" "$log" 60 test -s "$home/round.out"
   curl -s -L -c "$home/jar" -b "$home/jar" "$(head -1 "$home/round.out")" >/dev/null
   wait "$pid"
 }

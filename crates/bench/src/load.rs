@@ -1,11 +1,19 @@
 //! The load generator: N workers, each with its own keep-alive connection (and, for MCP targets,
-//! its own 2025-11-25 session), calling one target in a closed loop.
+//! its own 2025-11-25 session through rmcp's client), calling one target in a closed loop.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use serde_json::{Value, json};
+use rmcp::ServiceExt;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    ProtocolVersion,
+};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::Value;
 use tokio::sync::Barrier;
 
 #[derive(Clone)]
@@ -29,103 +37,63 @@ pub fn client() -> Result<reqwest::Client> {
         .build()?)
 }
 
-/// The `data:` payloads of an SSE body, or the body itself when it is plain JSON.
-fn messages(body: &str) -> Vec<Value> {
-    let mut out: Vec<Value> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str(d.trim()).ok())
-        .collect();
-    if out.is_empty()
-        && let Ok(v) = serde_json::from_str(body)
-    {
-        out.push(v);
-    }
-    out
-}
-
-/// A raw 2025-11-25 MCP session, as in crates/cli/tests/common/mod.rs.
+/// An MCP session through rmcp's own client (Streamable HTTP, protocol 2025-11-25 with a
+/// session id), on its own keep-alive connection.
 pub struct Session {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-    id: Option<String>,
-    next: u64,
+    client: RunningService<RoleClient, ClientConfig>,
 }
 
 impl Session {
-    pub async fn open(http: reqwest::Client, url: &str, token: &str) -> Result<Session> {
-        let mut s = Session {
-            http,
-            url: url.to_string(),
-            token: token.to_string(),
-            id: None,
-            next: 1,
+    pub async fn open(url: &str, token: &str) -> Result<Session> {
+        // rmcp's default HTTP client opens a connection per request; the bench keeps one
+        // alive per worker, as the Direct target does, so the figures compare like with like.
+        let http = reqwest_rmcp::Client::builder()
+            .no_proxy()
+            .redirect(reqwest_rmcp::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let config = StreamableHttpClientTransportConfig::with_uri(url).auth_header(token);
+        let transport = StreamableHttpClientTransport::with_client(http, config);
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("keycard-bench", "1"),
+        )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25);
+        let client = info
+            .serve(transport)
+            .await
+            .map_err(|e| anyhow!("initialize at {url}: {e}"))?;
+        let version = client.peer_info().map(|i| i.protocol_version.clone());
+        if version != Some(ProtocolVersion::V_2025_11_25) {
+            bail!("initialize at {url} negotiated {version:?}");
+        }
+        Ok(Session { client })
+    }
+
+    /// One `tools/call`.
+    pub async fn call_tool(&self, tool: &str, arguments: &Value) -> Result<CallToolResult> {
+        let Value::Object(arguments) = arguments.clone() else {
+            bail!("tool arguments must be an object: {arguments}");
         };
-        let init = s
-            .rpc(
-                "initialize",
-                json!({"protocolVersion": "2025-11-25", "capabilities": {},
-                       "clientInfo": {"name": "keycard-bench", "version": "1"}}),
-            )
-            .await?;
-        if init["result"]["protocolVersion"] != "2025-11-25" {
-            bail!("initialize answered {init}");
-        }
-        let res = s
-            .request(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .send()
-            .await?;
-        if res.status().as_u16() != 202 {
-            bail!("notifications/initialized: HTTP {}", res.status());
-        }
-        Ok(s)
-    }
-
-    fn request(&self, body: &Value) -> reqwest::RequestBuilder {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .header("accept", "application/json, text/event-stream")
-            .json(body);
-        if let Some(id) = &self.id {
-            req = req
-                .header("mcp-session-id", id)
-                .header("mcp-protocol-version", "2025-11-25");
-        }
-        req
-    }
-
-    pub async fn rpc(&mut self, method: &str, params: Value) -> Result<Value> {
-        let id = self.next;
-        self.next += 1;
-        let res = self
-            .request(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .send()
-            .await?;
-        let status = res.status();
-        if let Some(s) = res.headers().get("mcp-session-id") {
-            self.id = Some(s.to_str()?.to_string());
-        }
-        let body = res.text().await?;
-        if status.as_u16() != 200 {
-            bail!("{method}: HTTP {status}: {body}");
-        }
-        messages(&body)
-            .into_iter()
-            .find(|m| m["id"] == id)
-            .ok_or_else(|| anyhow!("no answer to {method} in {body}"))
+        Ok(self
+            .client
+            .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments))
+            .await?)
     }
 
     /// One `tools/call`; Ok(true) when the upstream answered 200 through the tool.
-    pub async fn call(&mut self, tool: &str, arguments: &Value) -> Result<bool> {
-        let answer = self
-            .rpc("tools/call", json!({"name": tool, "arguments": arguments}))
-            .await?;
-        let result = &answer["result"];
-        Ok(result["isError"] != true && result["structuredContent"]["status"] == 200)
+    pub async fn call(&self, tool: &str, arguments: &Value) -> Result<bool> {
+        let result = self.call_tool(tool, arguments).await?;
+        Ok(result.is_error != Some(true) && upstream_status(&result) == Some(200))
     }
+}
+
+/// The upstream's status as the tool reports it (`structuredContent.status`).
+pub fn upstream_status(result: &CallToolResult) -> Option<u64> {
+    result
+        .structured_content
+        .as_ref()
+        .and_then(|c| c["status"].as_u64())
 }
 
 enum Worker {
@@ -143,7 +111,7 @@ impl Worker {
                 tool,
                 arguments,
             } => Worker::Mcp(
-                Session::open(client()?, url, token).await?,
+                Session::open(url, token).await?,
                 tool.clone(),
                 arguments.clone(),
             ),

@@ -1,32 +1,248 @@
-//! Attack probes against a running broker, collected in one place: DNS rebinding variants,
-//! token games, SSRF through `call_api`, header injection, oversize input, callback CSRF.
-//! Each probe asserts the exact outcome; at the end nothing any probe saw, nothing the broker
-//! logged and no file it wrote contains a token the zone issued or the client token.
+//! Attack probes against a running broker, one test per family so that one failure does not
+//! hide the others: DNS rebinding (Host, Origin), credentials, oversize input, SSRF through
+//! `call_api`, path and routing tricks, the token echoed back in every encoding, the OAuth
+//! callback, the `connect` tool, plain-http API bases and the audit log. Each family runs
+//! against its own stack (zone emulator, upstream fixture, `serve`, signed in, fixture
+//! connected), asserts every probe's exact outcome and its own probe count, and ends with the
+//! leak check: nothing a probe saw, nothing the broker logged and no file it wrote contains a
+//! token the zone issued or the client token. `Guard::decide` alone is covered branch by branch
+//! in crates/broker/src/mcp/guard_tests.rs; the endpoint probes here check the guard as
+//! `serve` runs it, over real HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{Mcp, raw_http, stack, text_of};
+use common::{Mcp, Probes, Stack, raw_http, refused_status, stack, text_of};
 use serde_json::{Value, json};
 
-/// One HTTP probe at `/mcp`: (name, Host, Origin, Authorization, path+query, status).
-type Probe = (
-    &'static str,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    u16,
-);
+const HOST_AND_ORIGIN: usize = 18;
+const CREDENTIALS: usize = 10;
+const OVERSIZE: usize = 2;
+const SSRF: usize = 24;
+const PATHS_AND_ROUTING: usize = 17;
+const TOKEN_ECHOES: usize = 15;
+const CALLBACK: usize = 7;
+const CONNECT_TOOL: usize = 3;
+const PLAIN_HTTP: usize = 1;
+const AUDIT: usize = 1;
+
+/// Every family's probe count; README.md gives their sum.
+const FAMILIES: [usize; 10] = [
+    HOST_AND_ORIGIN,
+    CREDENTIALS,
+    OVERSIZE,
+    SSRF,
+    PATHS_AND_ROUTING,
+    TOKEN_ECHOES,
+    CALLBACK,
+    CONNECT_TOOL,
+    PLAIN_HTTP,
+    AUDIT,
+];
+
+#[test]
+fn readme_counts_every_probe() {
+    let total: usize = FAMILIES.iter().sum();
+    let readme = include_str!("../../../README.md");
+    assert!(
+        readme.contains(&format!("{total} attack probes")),
+        "README.md should say `{total} attack probes`"
+    );
+}
+
+/// One HTTP request at `/mcp` and the status it must get. `None` leaves the header as
+/// reqwest sends it (Host) or out (Origin, Authorization).
+struct EndpointProbe {
+    name: &'static str,
+    host: Option<String>,
+    origin: Option<String>,
+    authorization: Option<String>,
+    /// Path and query.
+    target: String,
+    status: u16,
+}
+
+fn endpoint(
+    name: &'static str,
+    host: Option<String>,
+    origin: Option<String>,
+    authorization: Option<String>,
+    status: u16,
+) -> EndpointProbe {
+    EndpointProbe {
+        name,
+        host,
+        origin,
+        authorization,
+        target: "/mcp".into(),
+        status,
+    }
+}
+
+/// Sends each probe as an `initialize` POST. Raw reqwest on purpose: the probes forge the
+/// very headers (Host, Origin, Authorization, credentials in the query) that an MCP client
+/// library sets for itself, and assert the HTTP status the guard answers.
+async fn endpoint_probes(s: &Stack, probes: Vec<EndpointProbe>, p: &mut Probes) {
+    let port = s.home.port;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}}});
+    for probe in probes {
+        let mut r = http
+            .post(format!("http://127.0.0.1:{port}{}", probe.target))
+            .header("accept", "application/json, text/event-stream")
+            .json(&init);
+        if let Some(h) = probe.host {
+            r = r.header("host", h);
+        }
+        if let Some(o) = probe.origin {
+            r = r.header("origin", o);
+        }
+        if let Some(a) = probe.authorization {
+            r = r.header("authorization", a);
+        }
+        let response = r.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), probe.status, "{}", probe.name);
+        if probe.status == 401 {
+            assert!(
+                response.headers().contains_key("www-authenticate"),
+                "{}",
+                probe.name
+            );
+        }
+        p.ran(&response.text().await.unwrap_or_default());
+    }
+}
 
 #[tokio::test]
-async fn attack_probes() {
+async fn host_and_origin() {
     let s = stack(None).await;
     let port = s.home.port;
-    let api = s.upstream.api();
-    let up = s.upstream.url.clone();
-    let up_port = up.rsplit(':').next().unwrap().to_string();
     let bearer = Some(format!("Bearer {}", s.token));
+    let own = |h: &str| Some(h.to_string());
+    let mut p = Probes::default();
+    let probes = vec![
+        endpoint("positive control", None, None, bearer.clone(), 200),
+        endpoint(
+            "host casing is fine",
+            own(&format!("LOCALHOST:{port}")),
+            None,
+            bearer.clone(),
+            200,
+        ),
+        endpoint(
+            "ipv6 loopback host",
+            own(&format!("[::1]:{port}")),
+            None,
+            bearer.clone(),
+            200,
+        ),
+        endpoint(
+            "rebinding name",
+            own(&format!("evil.example:{port}")),
+            None,
+            bearer.clone(),
+            403,
+        ),
+        endpoint(
+            "rebinding name, caps",
+            own(&format!("EVIL.EXAMPLE:{port}")),
+            None,
+            bearer.clone(),
+            403,
+        ),
+        endpoint(
+            "loopback-looking name",
+            own(&format!("127.0.0.1.nip.io:{port}")),
+            None,
+            bearer.clone(),
+            403,
+        ),
+        endpoint(
+            "localhost suffix",
+            own(&format!("localhost.evil.example:{port}")),
+            None,
+            bearer.clone(),
+            403,
+        ),
+        endpoint(
+            "host without port",
+            own("127.0.0.1"),
+            None,
+            bearer.clone(),
+            403,
+        ),
+        endpoint(
+            "host other port",
+            own(&format!("127.0.0.1:{}", port.wrapping_add(1))),
+            None,
+            bearer.clone(),
+            403,
+        ),
+        endpoint(
+            "host hex ip",
+            own(&format!("0x7f000001:{port}")),
+            None,
+            bearer.clone(),
+            403,
+        ),
+        endpoint(
+            "host decimal ip",
+            own(&format!("2130706433:{port}")),
+            None,
+            bearer.clone(),
+            403,
+        ),
+        endpoint("ipv6 other port", own("[::1]:1"), None, bearer.clone(), 403),
+        endpoint(
+            "foreign origin",
+            None,
+            own("http://evil.example"),
+            bearer.clone(),
+            403,
+        ),
+        endpoint("null origin", None, own("null"), bearer.clone(), 403),
+        endpoint(
+            "origin other port",
+            None,
+            own("http://127.0.0.1:1"),
+            bearer.clone(),
+            403,
+        ),
+        endpoint(
+            "origin https",
+            None,
+            own(&format!("https://127.0.0.1:{port}")),
+            bearer.clone(),
+            403,
+        ),
+        endpoint(
+            "origin suffix",
+            None,
+            own(&format!("http://localhost:{port}.evil.example")),
+            bearer.clone(),
+            403,
+        ),
+        endpoint(
+            "origin casing is fine",
+            None,
+            own(&format!("http://LOCALHOST:{port}")),
+            bearer.clone(),
+            200,
+        ),
+    ];
+    endpoint_probes(&s, probes, &mut p).await;
+    p.finish(&s, "host and origin", HOST_AND_ORIGIN).await;
+}
+
+#[tokio::test]
+async fn bearer_and_query_credentials() {
+    let s = stack(None).await;
+    let bearer = Some(format!("Bearer {}", s.token));
+    let own = |h: &str| Some(h.to_string());
     let zone_token = s
         .zone
         .issued()
@@ -34,262 +250,81 @@ async fn attack_probes() {
         .into_iter()
         .find(|t| t.len() > 30)
         .unwrap();
-    let own = |h: &str| Some(h.to_string());
-    let mut seen = String::new();
-    let mut count = 0;
-
-    // ---- 1. Endpoint guard: rebinding, origins, credentials ----
-    let probes: Vec<Probe> = vec![
-        (
-            "positive control",
-            None,
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            200,
-        ),
-        (
-            "host casing is fine",
-            own(&format!("LOCALHOST:{port}")),
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            200,
-        ),
-        (
-            "ipv6 loopback host",
-            own(&format!("[::1]:{port}")),
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            200,
-        ),
-        (
-            "rebinding name",
-            own(&format!("evil.example:{port}")),
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "rebinding name, caps",
-            own(&format!("EVIL.EXAMPLE:{port}")),
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "loopback-looking name",
-            own(&format!("127.0.0.1.nip.io:{port}")),
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "localhost suffix",
-            own(&format!("localhost.evil.example:{port}")),
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "host without port",
-            own("127.0.0.1"),
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "host other port",
-            own(&format!("127.0.0.1:{}", port.wrapping_add(1))),
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "host hex ip",
-            own(&format!("0x7f000001:{port}")),
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "host decimal ip",
-            own(&format!("2130706433:{port}")),
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "ipv6 other port",
-            own("[::1]:1"),
-            None,
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "foreign origin",
-            None,
-            own("http://evil.example"),
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "null origin",
-            None,
-            own("null"),
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "origin other port",
-            None,
-            own("http://127.0.0.1:1"),
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "origin https",
-            None,
-            own(&format!("https://127.0.0.1:{port}")),
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "origin suffix",
-            None,
-            own(&format!("http://localhost:{port}.evil.example")),
-            bearer.clone(),
-            "/mcp".into(),
-            403,
-        ),
-        (
-            "origin casing is fine",
-            None,
-            own(&format!("http://LOCALHOST:{port}")),
-            bearer.clone(),
-            "/mcp".into(),
-            200,
-        ),
-        ("no token", None, None, None, "/mcp".into(), 401),
-        (
-            "empty bearer",
-            None,
-            None,
-            own("Bearer "),
-            "/mcp".into(),
-            401,
-        ),
-        (
+    let mut p = Probes::default();
+    let mut probes = vec![
+        endpoint("no token", None, None, None, 401),
+        endpoint("empty bearer", None, None, own("Bearer "), 401),
+        endpoint(
             "forged token",
             None,
             None,
             own("Bearer kcb_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
-            "/mcp".into(),
             401,
         ),
-        (
-            "foreign token",
-            None,
-            None,
-            own("Bearer ghp_notours"),
-            "/mcp".into(),
-            401,
-        ),
-        (
-            "basic auth",
-            None,
-            None,
-            own("Basic a2NiOnNlY3JldA=="),
-            "/mcp".into(),
-            401,
-        ),
-        (
+        endpoint("foreign token", None, None, own("Bearer ghp_notours"), 401),
+        endpoint("basic auth", None, None, own("Basic a2NiOnNlY3JldA=="), 401),
+        endpoint(
             "zone token passthrough",
             None,
             None,
             Some(format!("Bearer {zone_token}")),
-            "/mcp".into(),
             401,
         ),
+    ];
+    for (name, authorization, target) in [
         (
             "token in query",
             None,
-            None,
-            None,
             format!("/mcp?access_token={}", s.token),
-            400,
         ),
-        (
-            "token param",
-            None,
-            None,
-            bearer.clone(),
-            "/mcp?token=x".into(),
-            400,
-        ),
+        ("token param", bearer.clone(), "/mcp?token=x".to_string()),
         (
             "authorization param",
-            None,
-            None,
             bearer.clone(),
-            "/mcp?Authorization=x".into(),
-            400,
+            "/mcp?Authorization=x".to_string(),
         ),
-    ];
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}}});
-    for (name, host, origin, auth, path, want) in probes {
-        let mut r = http
-            .post(format!("http://127.0.0.1:{port}{path}"))
-            .header("accept", "application/json, text/event-stream")
-            .json(&init);
-        if let Some(h) = host {
-            r = r.header("host", h);
-        }
-        if let Some(o) = origin {
-            r = r.header("origin", o);
-        }
-        if let Some(a) = auth {
-            r = r.header("authorization", a);
-        }
-        let response = r.send().await.unwrap();
-        assert_eq!(response.status().as_u16(), want, "{name}");
-        if want == 401 {
-            assert!(
-                response.headers().contains_key("www-authenticate"),
-                "{name}"
-            );
-        }
-        seen.push_str(&response.text().await.unwrap_or_default());
-        count += 1;
+    ] {
+        probes.push(EndpointProbe {
+            target,
+            ..endpoint(name, None, None, authorization, 400)
+        });
     }
+    endpoint_probes(&s, probes, &mut p).await;
 
-    // ---- 2. Oversize input ----
+    // A removed client is refused on its very next request (the running broker learns of the
+    // removal over the control socket at once).
+    let added: Value =
+        serde_json::from_str(&s.home.ok(&["clients", "add", "doomed", "--json"]).await).unwrap();
+    let doomed = Mcp::connect(&s.serving.url, added["token"].as_str().unwrap()).await;
+    s.home.ok(&["clients", "remove", "doomed"]).await;
+    let refused = doomed
+        .try_tool("list_connections", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused_status(&refused),
+        Some(401),
+        "removed client: {refused}"
+    );
+    p.ran(&refused.to_string());
+    p.finish(&s, "bearer and query credentials", CREDENTIALS)
+        .await;
+}
+
+/// Raw bytes on a TCP socket: a declared body past the limit, and a header no HTTP client
+/// would send.
+#[tokio::test]
+async fn oversize_body_and_headers() {
+    let s = stack(None).await;
+    let port = s.home.port;
+    let mut p = Probes::default();
     let head = format!(
         "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 6291456\r\n\r\n",
         s.token
     );
     let line = raw_http(port, head.as_bytes()).await;
     assert!(line.starts_with("HTTP/1.1 413"), "oversize body: {line}");
-    count += 1;
+    p.ran(&line);
     let huge_header = format!(
         "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Big: {}\r\n\r\n",
         "a".repeat(512 * 1024)
@@ -299,10 +334,19 @@ async fn attack_probes() {
         line.is_empty() || line.starts_with("HTTP/1.1 431") || line.starts_with("HTTP/1.1 400"),
         "oversize header: {line}"
     );
-    count += 1;
+    p.ran(&line);
+    p.finish(&s, "oversize body and headers", OVERSIZE).await;
+}
 
-    // ---- 3. SSRF and injection through call_api ----
-    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+#[tokio::test]
+async fn ssrf_through_call_api() {
+    let s = stack(None).await;
+    let port = s.home.port;
+    let api = s.upstream.api();
+    let up = s.upstream.url.clone();
+    let up_port = up.rsplit(':').next().unwrap().to_string();
+    let mut p = Probes::default();
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let refused: Vec<(&str, Value)> = vec![
         (
             "other host",
@@ -397,8 +441,7 @@ async fn attack_probes() {
     for (name, args) in refused {
         let result = mcp.tool("call_api", args).await;
         assert_eq!(result["isError"], true, "{name}: {result}");
-        seen.push_str(&result.to_string());
-        count += 1;
+        p.ran(&result.to_string());
     }
     let stats_after = s.upstream.stats().await;
     // Only the two redirect probes reached the upstream (and got no further).
@@ -418,6 +461,7 @@ async fn attack_probes() {
         same_host_ip_spelling["structuredContent"]["status"], 200,
         "an IP spelling normalises to the same host"
     );
+    p.ran(&same_host_ip_spelling.to_string());
     let within = mcp
         .tool(
             "call_api",
@@ -428,58 +472,17 @@ async fn attack_probes() {
         within["structuredContent"]["status"], 200,
         "redirects within the base are followed"
     );
-    let echo = mcp
-        .tool(
-            "call_api",
-            json!({"method": "GET", "url": format!("{api}/echo-token")}),
-        )
-        .await;
-    assert!(text_of(&echo).contains("[REDACTED]"));
-    seen.push_str(&echo.to_string());
-    count += 3;
+    p.ran(&within.to_string());
+    p.finish(&s, "SSRF through call_api", SSRF).await;
+}
 
-    // ---- 4. OAuth callback: CSRF, forged and replayed state, wrong iss ----
-    let cb = |q: &str| format!("http://127.0.0.1:{port}/callback{q}");
-    for (name, q) in [
-        ("no state", "?code=abc".to_string()),
-        ("forged state", "?code=abc&state=forged".to_string()),
-        (
-            "csrf error injection",
-            "?error=access_denied&state=whatever".to_string(),
-        ),
-        ("empty", String::new()),
-        ("huge query", format!("?state={}", "a".repeat(10_000))),
-    ] {
-        let response = reqwest::get(cb(&q)).await.unwrap();
-        assert_eq!(response.status(), 400, "{name}");
-        seen.push_str(&response.text().await.unwrap());
-        count += 1;
-    }
-    // Replay: a completed round's redirect, delivered again.
-    let round = s.home.round(&["connect", "github", "--no-browser"]).await;
-    assert_eq!(round.code, 0);
-    let url = round.stdout.lines().next().unwrap().to_string();
-    let callback = testkit::authorize_until_callback(&url, &testkit::callback_prefix(port)).await;
-    assert_eq!(
-        testkit::deliver(callback.as_str()).await.0,
-        400,
-        "replayed state"
-    );
-    count += 1;
-
-    // A removed client is refused on its very next request (the running broker learns of the
-    // removal over the control socket at once).
-    let added: Value =
-        serde_json::from_str(&s.home.ok(&["clients", "add", "doomed", "--json"]).await).unwrap();
-    let doomed = Mcp::connect(&s.serving.url, added["token"].as_str().unwrap()).await;
-    s.home.ok(&["clients", "remove", "doomed"]).await;
-    let r = doomed
-        .post(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
-        .await;
-    assert_eq!(r.status(), 401, "removed client");
-    count += 1;
-
-    // ---- 5. Paths some servers resolve outside the base; routing, encoding, range headers ----
+/// Paths some servers resolve outside the base; routing, encoding and range headers.
+#[tokio::test]
+async fn path_tricks_and_routing_headers() {
+    let s = stack(None).await;
+    let api = s.upstream.api();
+    let mut p = Probes::default();
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let before = s.upstream.stats().await["requests"].as_u64().unwrap();
     let mut escaping: Vec<(String, Value)> = [
         format!("{api}/..;/__control/stats"),
@@ -517,8 +520,7 @@ async fn attack_probes() {
             text.contains("refused") || text.contains("may not be set"),
             "{name}: the message names the rule: {text}"
         );
-        seen.push_str(&result.to_string());
-        count += 1;
+        p.ran(&result.to_string());
     }
     assert_eq!(
         s.upstream.stats().await["requests"].as_u64().unwrap(),
@@ -536,9 +538,27 @@ async fn attack_probes() {
         headers["structuredContent"]["body"]["accept-encoding"], "identity",
         "{headers}"
     );
-    count += 1;
+    p.ran(&headers.to_string());
+    p.finish(&s, "path tricks and routing headers", PATHS_AND_ROUTING)
+        .await;
+}
 
-    // ---- 6. The token in every encoding an upstream could send it back in ----
+/// The upstream sends the token back in every encoding it could: scrubbed before the agent
+/// sees it.
+#[tokio::test]
+async fn token_echoes_are_scrubbed() {
+    let s = stack(None).await;
+    let api = s.upstream.api();
+    let mut p = Probes::default();
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let echo = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/echo-token")}),
+        )
+        .await;
+    assert!(text_of(&echo).contains("[REDACTED]"), "{echo}");
+    p.ran(&echo.to_string());
     for form in [
         "plain",
         "escaped",
@@ -560,9 +580,8 @@ async fn attack_probes() {
             .unwrap_or_default()
             .to_string();
         assert!(you_sent.contains("[REDACTED]"), "{form}: {leak}");
-        seen.push_str(&leak.to_string());
-        seen.push_str(&you_sent);
-        count += 1;
+        p.ran(&leak.to_string());
+        p.saw(&you_sent);
     }
     for form in ["percent", "base64url"] {
         let created = mcp
@@ -579,8 +598,7 @@ async fn attack_probes() {
             location.contains("?t=") && location.contains("[REDACTED]"),
             "{form}: {created}"
         );
-        seen.push_str(&created.to_string());
-        count += 1;
+        p.ran(&created.to_string());
     }
     let gzip = mcp
         .tool(
@@ -590,9 +608,16 @@ async fn attack_probes() {
         .await;
     assert_eq!(gzip["isError"], true, "{gzip}");
     assert!(text_of(&gzip).contains("gzip"), "{gzip}");
-    seen.push_str(&gzip.to_string());
-    count += 1;
-    // token‖token‖padding‖token with the third copy straddling what the broker reads.
+    p.ran(&gzip.to_string());
+    // token‖token‖padding‖token with the third copy straddling what the broker reads. The
+    // token's length comes from what the fixture says it received (set-up, not a probe).
+    let headers = mcp
+        .tool(
+            "call_api",
+            json!({"method": "GET", "url": format!("{api}/headers")}),
+        )
+        .await;
+    p.saw(&headers.to_string());
     let len = headers["structuredContent"]["body"]["authorization"]
         .as_str()
         .and_then(|a| a.split("len=").nth(1))
@@ -622,14 +647,44 @@ async fn attack_probes() {
                 "pad {pad}: a prefix of an issued token survived the cut"
             );
         }
-        seen.push_str(&body);
-        count += 1;
+        p.ran(&body);
     }
+    p.finish(&s, "token echoes", TOKEN_ECHOES).await;
+}
 
-    // ---- 7. A callback without iss, when the zone promises one (RFC 9207) ----
+/// CSRF, forged and replayed state, and a callback without `iss` when the zone promises one
+/// (RFC 9207).
+#[tokio::test]
+async fn oauth_callback_csrf_replay_and_iss() {
+    let s = stack(None).await;
+    let port = s.home.port;
+    let mut p = Probes::default();
+    let cb = |q: &str| format!("http://127.0.0.1:{port}/callback{q}");
+    for (name, q) in [
+        ("no state", "?code=abc".to_string()),
+        ("forged state", "?code=abc&state=forged".to_string()),
+        (
+            "csrf error injection",
+            "?error=access_denied&state=whatever".to_string(),
+        ),
+        ("empty", String::new()),
+        ("huge query", format!("?state={}", "a".repeat(10_000))),
+    ] {
+        let response = reqwest::get(cb(&q)).await.unwrap();
+        assert_eq!(response.status(), 400, "{name}");
+        p.ran(&response.text().await.unwrap());
+    }
+    // Replay: a completed round's redirect, delivered again.
+    let round = s.home.round(&["connect", "github", "--no-browser"]).await;
+    assert_eq!(round.code, 0);
+    let url = round.stdout.lines().next().unwrap().to_string();
+    let callback = testkit::authorize_until_callback(&url, &testkit::callback_prefix(port)).await;
+    let (status, page) = testkit::deliver(callback.as_str()).await;
+    assert_eq!(status, 400, "replayed state");
+    p.ran(&page);
+
     let pending = tokio::spawn({
         let home_dir = s.home.dir.path().to_path_buf();
-        let port = s.home.port;
         async move {
             let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keycard-broker"));
             cmd.args(["connect", "github", "--no-browser", "--timeout", "20"])
@@ -661,10 +716,17 @@ async fn attack_probes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    seen.push_str(&page);
-    count += 1;
+    p.ran(&page);
+    p.finish(&s, "OAuth callback", CALLBACK).await;
+}
 
-    // ---- 8. The connect tool: no state or PKCE value reaches the agent; floods are bounded ----
+/// No state or PKCE value reaches the agent; one round per provider; floods are bounded.
+#[tokio::test]
+async fn connect_tool_links_and_flood() {
+    let s = stack(None).await;
+    let port = s.home.port;
+    let mut p = Probes::default();
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let first = mcp.tool("connect", json!({"resource": "github"})).await;
     let text = text_of(&first);
     let link = text
@@ -680,7 +742,7 @@ async fn attack_probes() {
         text_of(&again).contains(&link),
         "a second request reuses the round"
     );
-    count += 1;
+    p.ran(&again.to_string());
     let follow = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -697,7 +759,7 @@ async fn attack_probes() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    count += 1;
+    p.ran(&unknown.text().await.unwrap_or_default());
     for resource in ["gmail", "slack", "linear"] {
         let r = mcp.tool("connect", json!({"resource": resource})).await;
         assert_ne!(r["isError"], true, "{resource}: {r}");
@@ -705,19 +767,29 @@ async fn attack_probes() {
     let flood = mcp.tool("connect", json!({"resource": "sentry"})).await;
     assert_eq!(flood["isError"], true, "{flood}");
     assert!(text_of(&flood).contains("already waiting"), "{flood}");
-    seen.push_str(&flood.to_string());
-    count += 1;
+    p.ran(&flood.to_string());
+    p.finish(&s, "connect tool", CONNECT_TOOL).await;
+}
 
-    // ---- 9. Plain http only for loopback API bases ----
+#[tokio::test]
+async fn plain_http_only_for_loopback_api_bases() {
+    let s = stack(None).await;
+    let mut p = Probes::default();
     let clear = s
         .home
         .run(&["resources", "add", "http://api.example.com/v1"])
         .await;
     assert_ne!(clear.code, 0);
     assert!(clear.stderr.contains("https"), "{}", clear.stderr);
-    count += 1;
+    p.ran(&clear.stderr);
+    p.finish(&s, "plain-http API bases", PLAIN_HTTP).await;
+}
 
-    // ---- 10. Refused calls keep the query out of the audit log ----
+#[tokio::test]
+async fn refused_calls_keep_the_query_out_of_the_audit_log() {
+    let s = stack(None).await;
+    let mut p = Probes::default();
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let refused = mcp
         .tool(
             "call_api",
@@ -728,29 +800,6 @@ async fn attack_probes() {
     assert!(!text_of(&refused).contains("s3cr3t-query"));
     let audit = s.home.ok(&["audit", "--json"]).await;
     assert!(!audit.contains("s3cr3t-query"), "query in the audit log");
-    count += 1;
-
-    println!("attack probes: {count}");
-    assert!(count >= 40, "at least 40 probes ran ({count})");
-    let mut secrets = s.zone.issued().await;
-    secrets.push(s.token.clone());
-    let transcript = s.home.transcript.lock().unwrap().clone();
-    testkit::assert_no_leak(
-        &secrets[..secrets.len() - 1],
-        s.home.dir.path(),
-        &[&transcript, &seen],
-    );
-    // The client token may appear only where the test itself put it (the transcript of
-    // `clients add`); never in a response, a log line or a file.
-    for (path, bytes) in testkit::files_under(s.home.dir.path()) {
-        assert!(
-            !String::from_utf8_lossy(&bytes).contains(&s.token),
-            "client token in {}",
-            path.display()
-        );
-    }
-    assert!(
-        !seen.contains(&s.token),
-        "client token echoed in a response"
-    );
+    p.ran(&refused.to_string());
+    p.finish(&s, "audit", AUDIT).await;
 }

@@ -36,26 +36,21 @@ async fn five_clients_two_hundred_concurrent_calls_with_expiring_tokens() {
     s.zone.reset_counters().await;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for (c, mcp) in sessions.iter().enumerate() {
-        for t in 0..CONCURRENCY {
+    for mcp in &sessions {
+        for _ in 0..CONCURRENCY {
             let mcp = mcp.clone();
             let url = format!("{api}/items");
             tasks.push(tokio::spawn(async move {
                 let mut failures = Vec::new();
-                for r in 0..ROUNDS {
-                    let id = 1_000_000 + (c * CONCURRENCY + t) * ROUNDS + r;
-                    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                        "params": {"name": "call_api", "arguments": {"method": "GET", "url": url}}});
-                    let response = mcp.post(body).await;
-                    let status = response.status().as_u16();
-                    let text = response.text().await.unwrap();
-                    let ok = status == 200
-                        && broker::mcp::bridge::sse_data(&text).iter().any(|m| {
-                            serde_json::from_str::<Value>(m)
-                                .is_ok_and(|v| v["result"]["structuredContent"]["status"] == 200)
-                        });
-                    if !ok {
-                        failures.push(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()));
+                for _ in 0..ROUNDS {
+                    let args = json!({"method": "GET", "url": url});
+                    match mcp.try_tool("call_api", args).await {
+                        Ok(r)
+                            if r.structured_content
+                                .as_ref()
+                                .is_some_and(|c| c["status"] == 200) => {}
+                        Ok(r) => failures.push(format!("{r:?}").chars().take(300).collect()),
+                        Err(e) => failures.push(e.to_string()),
                     }
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }

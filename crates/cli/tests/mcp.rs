@@ -6,23 +6,18 @@
 
 mod common;
 
-use common::{Mcp, one_line_error, stack, text_of};
+use common::{Mcp, one_line_error, refused_status, stack, text_of};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn tools_call_apis_as_the_user_and_never_leak_the_token() {
     let s = stack(Some("read write")).await;
     let api = s.upstream.api();
-    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let mut seen = String::new();
 
-    let tools = mcp.rpc("tools/list", json!({})).await;
-    let names: Vec<&str> = tools["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let tools = mcp.list_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(names.len(), 3);
     for n in ["list_connections", "call_api", "connect"] {
         assert!(names.contains(&n), "{names:?}");
@@ -176,7 +171,7 @@ async fn narrowed_scope_at_the_upstream_needs_reconnect_and_reconnect_fixes_it()
     // renews by refresh (no scope asked), so only the upstream can tell that write is gone.
     let s = common::stack_with(Some("read write"), &["--strategy", "refresh-with-resource"]).await;
     let api = s.upstream.api();
-    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let post = json!({"method": "POST", "url": format!("{api}/items"), "body": {"name": "x"}});
     assert_eq!(
         mcp.tool("call_api", post.clone()).await["structuredContent"]["status"],
@@ -240,7 +235,7 @@ async fn one_agents_write_on_a_read_only_connection_blocks_nobody() {
         .control("narrow", json!({"resource": api, "scopes": ["read"]}))
         .await;
     s.upstream.control("reject-next", json!({"count": 1})).await;
-    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let get = json!({"method": "GET", "url": format!("{api}/items")});
     let post = json!({"method": "POST", "url": format!("{api}/items"), "body": {"name": "x"}});
     let refused = mcp.tool("call_api", post).await;
@@ -252,8 +247,8 @@ async fn one_agents_write_on_a_read_only_connection_blocks_nobody() {
     );
     let status: Value = serde_json::from_str(&s.home.ok(&["status", "--json"]).await).unwrap();
     assert_eq!(status["connections"][0]["status"], "connected", "{status}");
-    let mut other = Mcp::connect(&s.serving.url, &s.token).await;
-    for client in [&mut mcp, &mut other] {
+    let other = Mcp::connect(&s.serving.url, &s.token).await;
+    for client in [&mcp, &other] {
         assert_eq!(
             client.tool("call_api", get.clone()).await["structuredContent"]["status"],
             200
@@ -321,29 +316,12 @@ async fn loopback_never_goes_through_a_proxy_and_the_network_does() {
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped());
     let mut child = bridge.spawn().unwrap();
-    {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let mut stdin = child.stdin.take().unwrap();
-        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "proxy-check", "version": "1"}}});
-        stdin
-            .write_all(format!("{init}\n").as_bytes())
-            .await
-            .unwrap();
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let answer: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(
-            answer["result"]["protocolVersion"], "2025-11-25",
-            "{answer}"
-        );
-        drop(stdin);
-    }
+    let through_bridge = Mcp::over_stdio(&mut child).await;
+    assert_eq!(
+        through_bridge.tool("list_connections", json!({})).await["isError"],
+        false
+    );
+    drop(through_bridge);
     let _ = child.kill().await;
     assert!(
         seen.lock().unwrap().is_empty(),
@@ -373,7 +351,7 @@ async fn loopback_never_goes_through_a_proxy_and_the_network_does() {
     }
     let added: Value =
         serde_json::from_str(&other.ok(&["clients", "add", "a", "--json"]).await).unwrap();
-    let mut mcp = Mcp::connect(&serving.url, added["token"].as_str().unwrap()).await;
+    let mcp = Mcp::connect(&serving.url, added["token"].as_str().unwrap()).await;
     let direct = mcp
         .tool(
             "call_api",
@@ -403,7 +381,7 @@ async fn loopback_never_goes_through_a_proxy_and_the_network_does() {
 #[tokio::test]
 async fn connect_tool_starts_a_consent_round() {
     let s = stack(None).await;
-    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let result = mcp.tool("connect", json!({"resource": "github"})).await;
     let text = text_of(&result);
     // No URL elicitation declared by this client, no browser here: the link is in the text.
@@ -467,17 +445,18 @@ async fn client_config_write_gives_a_working_client() {
         .strip_prefix("Bearer ")
         .unwrap()
         .to_string();
-    let mut mcp = Mcp::connect(&s.serving.url, &token).await;
+    let mcp = Mcp::connect(&s.serving.url, &token).await;
     assert_eq!(
         mcp.tool("list_connections", json!({})).await["isError"],
         false
     );
     // Writing it again rotates the token: the old one dies.
     s.home.ok(&write_config).await;
-    let r = mcp
-        .post(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
-        .await;
-    assert_eq!(r.status(), 401);
+    let refused = mcp
+        .try_tool("list_connections", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused_status(&refused), Some(401), "{refused}");
     let list: Value =
         serde_json::from_str(&s.home.ok(&["clients", "list", "--json"]).await).unwrap();
     assert!(
@@ -496,7 +475,7 @@ async fn client_config_write_gives_a_working_client() {
 async fn upstream_401_storm_retries_once_per_call_and_never_loops() {
     let s = stack(None).await;
     let api = s.upstream.api();
-    let mut mcp = Mcp::connect(&s.serving.url, &s.token).await;
+    let mcp = Mcp::connect(&s.serving.url, &s.token).await;
     let get = json!({"method": "GET", "url": format!("{api}/items")});
     assert_eq!(
         mcp.tool("call_api", get.clone()).await["structuredContent"]["status"],
@@ -531,15 +510,25 @@ async fn upstream_401_storm_retries_once_per_call_and_never_loops() {
 async fn pause_stops_every_agent_until_resume() {
     let s = stack(None).await;
     let mcp = Mcp::connect(&s.serving.url, &s.token).await;
-    let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
     s.home.ok(&["pause"]).await;
     let status: Value = serde_json::from_str(&s.home.ok(&["status", "--json"]).await).unwrap();
     assert_eq!(status["paused"], true);
-    let r = mcp.post(list.clone()).await;
+    let refused = mcp
+        .try_tool("list_connections", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused_status(&refused), Some(503), "{refused}");
+    // rmcp's client keeps the status only: the words an agent's user reads come over raw HTTP.
+    let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    let r = common::post_raw(&s.serving.url, &s.token, list).await;
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("paused"));
     s.home.ok(&["resume"]).await;
-    assert_eq!(mcp.post(list).await.status(), 200);
+    assert_eq!(
+        mcp.tool("list_connections", json!({})).await["isError"],
+        false,
+        "the same session works again"
+    );
     // With no broker running, pausing has nothing to act on: a clear refusal.
     let idle = common::Home::new();
     let err = one_line_error(&idle.run(&["pause"]).await);

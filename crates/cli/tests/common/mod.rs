@@ -3,6 +3,16 @@
 
 use std::process::Stdio;
 
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    ProtocolVersion, Tool,
+};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpError,
+};
+use rmcp::transport::{IntoTransport, StreamableHttpClientTransport};
+use rmcp::{ServiceError, ServiceExt};
 use serde_json::Value;
 use testkit::{Upstream, ZoneEmulator, authorize, callback_prefix, free_port};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -169,93 +179,111 @@ impl Home {
     }
 }
 
-/// A minimal MCP client over raw HTTP (2025-11-25 session), to probe exact statuses.
+/// An MCP client session: rmcp's own client over Streamable HTTP, protocol 2025-11-25 (the
+/// `initialize` handshake and a session id), authenticated with a client token. Tests that must
+/// forge what a client library sets for itself (Host, Origin, the header's form, credentials in
+/// the query, oversize or malformed requests) send raw HTTP instead; see `attacks.rs`.
 pub struct Mcp {
-    pub http: reqwest::Client,
-    pub url: String,
-    pub token: String,
-    session: Option<String>,
-    next_id: u64,
+    client: RunningService<RoleClient, ClientConfig>,
 }
 
 impl Mcp {
     pub async fn connect(url: &str, token: &str) -> Mcp {
-        let mut mcp = Mcp {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            url: url.to_string(),
-            token: token.to_string(),
-            session: None,
-            next_id: 1,
+        let config = StreamableHttpClientTransportConfig::with_uri(url)
+            .auth_header(token)
+            // The load suite sends 200 calls at once on one session.
+            .max_concurrent_requests(256);
+        Mcp::start(StreamableHttpClientTransport::from_config(config), url).await
+    }
+
+    /// The same client over a child's stdout and stdin (the `stdio` bridge).
+    pub async fn over_stdio(child: &mut tokio::process::Child) -> Mcp {
+        let transport = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+        Mcp::start(transport, "stdio").await
+    }
+
+    async fn start<T, E, A>(transport: T, at: &str) -> Mcp
+    where
+        T: IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("keycard-tests", "1"),
+        )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25);
+        let answer =
+            tokio::time::timeout(std::time::Duration::from_secs(20), info.serve(transport)).await;
+        let Ok(answer) = answer else {
+            panic!("MCP initialize at {at}: no answer in 20 s");
         };
-        let init = mcp
-            .rpc(
-                "initialize",
-                serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {},
-                    "clientInfo": {"name": "keycard-tests", "version": "1"}}),
-            )
-            .await;
-        assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
-        let response = mcp
-            .post(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        assert_eq!(response.status(), 202);
-        mcp
+        let client = answer.unwrap_or_else(|e| panic!("MCP initialize at {at}: {e}"));
+        let version = client.peer_info().map(|i| i.protocol_version.clone());
+        assert_eq!(version, Some(ProtocolVersion::V_2025_11_25), "{at}");
+        Mcp { client }
     }
 
-    pub fn request(&self, body: &Value) -> reqwest::RequestBuilder {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .header("accept", "application/json, text/event-stream")
-            .json(body);
-        if let Some(s) = &self.session {
-            req = req
-                .header("mcp-session-id", s)
-                .header("mcp-protocol-version", "2025-11-25");
+    /// `tools/call`; the CallToolResult as JSON (as it was on the wire).
+    pub async fn tool(&self, name: &str, arguments: Value) -> Value {
+        let result = self
+            .try_tool(name, arguments)
+            .await
+            .unwrap_or_else(|e| panic!("tools/call {name}: {e}"));
+        serde_json::to_value(result).unwrap()
+    }
+
+    pub async fn try_tool(
+        &self,
+        name: &str,
+        arguments: Value,
+    ) -> Result<CallToolResult, ServiceError> {
+        let Value::Object(arguments) = arguments else {
+            panic!("tool arguments are an object: {arguments}");
+        };
+        self.client
+            .call_tool(CallToolRequestParams::new(name.to_string()).with_arguments(arguments))
+            .await
+    }
+
+    /// `tools/list`. rmcp caches the list and answers from the cache when a later request
+    /// fails, so a probe for a refusal sends a `tools/call` instead.
+    pub async fn list_tools(&self) -> Result<Vec<Tool>, ServiceError> {
+        self.client.list_all_tools().await
+    }
+}
+
+/// The HTTP status the endpoint refused a request with, when that is why it failed: 401 and
+/// 403 with a challenge, 429 and 5xx (rmcp's client keeps the status, not the body).
+pub fn refused_status(error: &ServiceError) -> Option<u16> {
+    let ServiceError::TransportSend(error) = error else {
+        return None;
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error.error.as_ref());
+    while let Some(e) = source {
+        match e.downcast_ref::<StreamableHttpError<reqwest_rmcp::Error>>() {
+            Some(StreamableHttpError::AuthRequired(_)) => return Some(401),
+            Some(StreamableHttpError::InsufficientScope(_)) => return Some(403),
+            Some(StreamableHttpError::HttpStatus(status)) => return Some(status.status),
+            _ => source = e.source(),
         }
-        req
     }
+    None
+}
 
-    pub async fn post(&self, body: Value) -> reqwest::Response {
-        self.request(&body).send().await.unwrap()
-    }
-
-    /// One JSON-RPC call; returns the response message.
-    pub async fn rpc(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let response = self
-            .post(
-                serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
-            )
-            .await;
-        assert_eq!(response.status(), 200, "{method}");
-        if let Some(s) = response.headers().get("mcp-session-id") {
-            self.session = Some(s.to_str().unwrap().to_string());
-        }
-        let body = response.text().await.unwrap();
-        broker::mcp::bridge::sse_data(&body)
-            .into_iter()
-            .chain(std::iter::once(body.clone()))
-            .filter_map(|m| serde_json::from_str::<Value>(&m).ok())
-            .find(|m| m["id"] == id)
-            .unwrap_or_else(|| panic!("no response to {method} in {body}"))
-    }
-
-    /// `tools/call`; returns the CallToolResult.
-    pub async fn tool(&mut self, name: &str, arguments: Value) -> Value {
-        let response = self
-            .rpc(
-                "tools/call",
-                serde_json::json!({"name": name, "arguments": arguments}),
-            )
-            .await;
-        response["result"].clone()
-    }
+/// One JSON-RPC message POSTed to `/mcp` as raw HTTP with a bearer token and no session:
+/// for reading the exact status and body the endpoint's guard answers with.
+pub async fn post_raw(url: &str, token: &str, message: Value) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&message)
+        .send()
+        .await
+        .unwrap()
 }
 
 pub struct Stack {
@@ -336,4 +364,51 @@ pub fn text_of(result: &Value) -> String {
                 .join("\n")
         })
         .unwrap_or_default()
+}
+
+/// What one family of attack probes ran and saw (every response body, tool result and page),
+/// for the checks at its end: the exact number of probes, and no secret anywhere.
+#[derive(Default)]
+pub struct Probes {
+    seen: String,
+    count: usize,
+}
+
+impl Probes {
+    /// One probe ran; `saw` is what it got back.
+    pub fn ran(&mut self, saw: &str) {
+        self.count += 1;
+        self.saw(saw);
+    }
+
+    /// More of what a probe got back (a part of its answer, or a set-up step's).
+    pub fn saw(&mut self, text: &str) {
+        self.seen.push_str(text);
+        self.seen.push('\n');
+    }
+
+    /// Exactly `expected` probes ran, and no token the zone issued is in anything they saw,
+    /// anything the binary printed or any file it wrote; the client token only in the
+    /// transcript of `clients add`, where the test itself asked for it.
+    pub async fn finish(self, s: &Stack, family: &str, expected: usize) {
+        assert_eq!(self.count, expected, "{family}: probes run");
+        println!("{family}: {} probes", self.count);
+        let transcript = s.home.transcript.lock().unwrap().clone();
+        testkit::assert_no_leak(
+            &s.zone.issued().await,
+            s.home.dir.path(),
+            &[&transcript, &self.seen],
+        );
+        for (path, bytes) in testkit::files_under(s.home.dir.path()) {
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(&s.token),
+                "{family}: client token in {}",
+                path.display()
+            );
+        }
+        assert!(
+            !self.seen.contains(&s.token),
+            "{family}: client token echoed in a response"
+        );
+    }
 }
