@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use testkit::{ZoneEmulator, free_port};
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 mod common;
 
@@ -349,6 +349,39 @@ async fn json_through_the_running_broker() {
     assert_eq!(setup["kind"], "claude-desktop");
     assert_eq!(setup["name"], "desk");
     assert!(setup["token"].as_str().unwrap().starts_with("kcb_"));
+    // The stdio bridge finds the token the running broker stored and relays MCP.
+    let mut bridge = s
+        .home
+        .command(&["stdio", "--client", "desk"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = bridge.stdin.take().unwrap();
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "keycard-tests", "version": "1"}}});
+    stdin
+        .write_all(format!("{initialize}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(bridge.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("an answer in time")
+        .unwrap()
+        .expect("an answer");
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        answer["result"]["protocolVersion"], "2025-11-25",
+        "{answer}"
+    );
+    drop(stdin);
+    let done = tokio::time::timeout(std::time::Duration::from_secs(30), bridge.wait())
+        .await
+        .expect("the bridge ends with stdin")
+        .unwrap();
+    assert!(done.success(), "{done}");
 
     s.zone
         .control("narrow", json!({"resource": api, "scopes": ["read"]}))
