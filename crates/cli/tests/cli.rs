@@ -7,7 +7,7 @@ use testkit::{ZoneEmulator, free_port};
 
 mod common;
 
-use common::{Home, one_line_error};
+use common::{Home, hint_line, one_line_error};
 
 const FIXTURE: &str = "http://127.0.0.1:9/api";
 
@@ -70,8 +70,14 @@ async fn full_lifecycle_through_the_cli() {
     // The zone narrows the grant: the broker says reconnect, the status shows it.
     zone.control("narrow", json!({"resource": FIXTURE, "scopes": ["read"]}))
         .await;
-    let err = one_line_error(&home.run(&["check", FIXTURE]).await);
+    let run = home.run(&["check", FIXTURE]).await;
+    let err = one_line_error(&run);
     assert!(err.contains("reconnect"), "{err}");
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        hint_line(&run),
+        format!("Run `keycard-broker reconnect {FIXTURE}`.")
+    );
     let status = home.status().await;
     assert_eq!(
         Home::connection(&status, FIXTURE)["status"],
@@ -97,8 +103,13 @@ async fn full_lifecycle_through_the_cli() {
         Home::connection(&home.status().await, FIXTURE)["status"],
         "revoked"
     );
-    let err = one_line_error(&home.run(&["check", FIXTURE]).await);
+    let run = home.run(&["check", FIXTURE]).await;
+    let err = one_line_error(&run);
     assert!(err.contains("not connected"), "{err}");
+    assert_eq!(
+        hint_line(&run),
+        format!("Run `keycard-broker connect {FIXTURE}`.")
+    );
     assert!(
         !testkit::keychain_entries(&profile).contains(&format!("{profile}/connection/{FIXTURE}"))
     );
@@ -118,51 +129,93 @@ async fn failures_are_one_line_reasons() {
     let zone = ZoneEmulator::start().await;
     let home = Home::new();
 
-    let err = one_line_error(&home.run(&["login", "--no-browser"]).await);
-    assert!(err.contains("no Keycard zone configured"), "{err}");
+    // Each failure: one `error:` line, the exit code of its kind, and (where one helps) the
+    // next step on the line after it.
+    let run = home.run(&["login", "--no-browser"]).await;
+    assert!(one_line_error(&run).contains("no Keycard zone configured"));
+    assert_eq!(run.code, 2);
+    assert!(
+        hint_line(&run).contains("keycard-broker init --zone"),
+        "{}",
+        run.stderr
+    );
 
-    let err = one_line_error(&home.run(&["init", "--zone", "http://evil.example"]).await);
-    assert!(err.contains("https"), "{err}");
+    let run = home.run(&["init", "--zone", "http://evil.example"]).await;
+    assert!(one_line_error(&run).contains("https"), "{}", run.stderr);
+    assert_eq!(run.code, 1);
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let err = one_line_error(&home.run(&["init", "--zone", &dead]).await);
-    assert!(err.contains("cannot reach"), "{err}");
+    let run = home.run(&["init", "--zone", &dead]).await;
+    assert!(
+        one_line_error(&run).contains("cannot reach"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.code, 3);
     zone.control("discovery", json!({"issuer": "http://elsewhere.example"}))
         .await;
-    let err = one_line_error(&home.run(&["init", "--zone", &zone.issuer]).await);
-    assert!(err.contains("issuer"), "{err}");
+    let run = home.run(&["init", "--zone", &zone.issuer]).await;
+    assert!(one_line_error(&run).contains("issuer"), "{}", run.stderr);
+    assert_eq!(run.code, 3);
     zone.control("discovery", json!({"issuer": null})).await;
 
     home.init(&zone.issuer).await;
-    let err = one_line_error(&home.run(&["connect", "github", "--no-browser"]).await);
-    assert!(err.contains("not signed in"), "{err}");
-    let err = one_line_error(&home.run(&["connect", "nope", "--no-browser"]).await);
-    assert!(err.contains("not a provider in the catalog"), "{err}");
-    let err = one_line_error(&home.run(&["resources", "add", "ftp://x"]).await);
-    assert!(err.contains("http"), "{err}");
+    let run = home.run(&["connect", "github", "--no-browser"]).await;
+    assert!(
+        one_line_error(&run).contains("not signed in"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.code, 2);
+    assert_eq!(hint_line(&run), "Run `keycard-broker login`.");
+    let run = home.run(&["connect", "nope", "--no-browser"]).await;
+    assert!(
+        one_line_error(&run).contains("not a provider in the catalog"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        hint_line(&run).contains("resources add URL"),
+        "{}",
+        run.stderr
+    );
+    let run = home.run(&["resources", "add", "ftp://x"]).await;
+    assert!(one_line_error(&run).contains("http"), "{}", run.stderr);
+    assert_eq!(run.code, 1);
 
     // Port taken: a clear reason, not a hang.
     let _blocker = std::net::TcpListener::bind(("127.0.0.1", home.port)).unwrap();
-    let err = one_line_error(&home.run(&["login", "--no-browser"]).await);
-    assert!(err.contains("already in use"), "{err}");
+    let run = home.run(&["login", "--no-browser"]).await;
+    assert!(
+        one_line_error(&run).contains("already in use"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.code, 5);
+    assert!(hint_line(&run).contains("another port"), "{}", run.stderr);
     drop(_blocker);
 
     // No Secret Service: refuse, never fall back to plaintext.
     let mut cmd = home.command(&["status"]);
     cmd.env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
-    let err = one_line_error(&home.run_with(cmd).await);
+    let run = home.run_with(cmd).await;
+    let err = one_line_error(&run);
     assert!(
         err.contains("keychain unavailable") && err.contains("Secret Service"),
         "{err}"
     );
+    assert_eq!(run.code, 4);
 
     // Corrupt config: the file and the fault are named, nothing is overwritten.
     let config = home.dir.path().join("config.toml");
     std::fs::write(&config, "[zone\nissuer = ").unwrap();
-    let err = one_line_error(&home.run(&["status"]).await);
+    let run = home.run(&["status"]).await;
+    let err = one_line_error(&run);
     assert!(
         err.contains("config.toml") && err.contains("not a valid"),
         "{err}"
     );
+    assert_eq!(run.code, 5);
     assert_eq!(
         std::fs::read_to_string(&config).unwrap(),
         "[zone\nissuer = "
@@ -216,10 +269,10 @@ async fn a_port_change_never_costs_the_sign_in() {
     );
     home.ok(&["check", FIXTURE]).await;
 
-    // `--since` spans past the calendar are a usage error, never a panic.
+    // `--since` spans past the calendar are a usage error (exit 1), never a panic.
     for since in ["99999999999999d", "9999999999d"] {
         let run = home.run(&["audit", "--since", since]).await;
-        assert_ne!(run.code, 101, "panicked: {}", run.stderr);
+        assert_eq!(run.code, 1, "{}", run.stderr);
         let err = one_line_error(&run);
         assert!(err.contains("--since"), "{err}");
     }
@@ -235,7 +288,13 @@ async fn login_times_out_cleanly() {
     let zone = ZoneEmulator::start().await;
     let home = Home::new();
     home.init(&zone.issuer).await;
-    let err = one_line_error(&home.run(&["login", "--no-browser", "--timeout", "1"]).await);
-    assert!(err.contains("no answer from the browser"), "{err}");
+    let run = home.run(&["login", "--no-browser", "--timeout", "1"]).await;
+    assert!(
+        one_line_error(&run).contains("no answer from the browser"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.code, 2);
+    assert!(hint_line(&run).contains("--timeout"), "{}", run.stderr);
     assert_eq!(home.status().await["session"], "signed_out");
 }

@@ -531,6 +531,12 @@ async fn pause_stops_every_agent_until_resume() {
     );
     // With no broker running, pausing has nothing to act on: a clear refusal.
     let idle = common::Home::new();
-    let err = one_line_error(&idle.run(&["pause"]).await);
+    let run = idle.run(&["pause"]).await;
+    let err = one_line_error(&run);
     assert!(err.contains("no Keycard Broker is running"), "{err}");
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        common::hint_line(&run),
+        "Start `keycard-broker serve` (or the tray app) first."
+    );
 }

@@ -116,6 +116,50 @@ impl Home {
         run
     }
 
+    /// A browser round with `--json --no-browser`: the URL is the first stderr line that is a
+    /// URL (stdout holds only the result); returns the run with stdout untouched.
+    pub async fn round_json(&self, args: &[&str]) -> Run {
+        let mut cmd = self.command(args);
+        cmd.arg("--json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        let url = loop {
+            let mut line = String::new();
+            assert_ne!(
+                stderr.read_line(&mut line).await.unwrap(),
+                0,
+                "no URL on stderr: {seen}"
+            );
+            seen.push_str(&line);
+            if line.starts_with("http://127.0.0.1:") {
+                break line.trim().to_string();
+            }
+        };
+        let (status, page) = authorize(&url, &callback_prefix(self.port)).await;
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).await.unwrap();
+        let mut stdout = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .await
+            .unwrap();
+        let code = child.wait().await.unwrap().code().unwrap_or(-1);
+        let run = Run {
+            code,
+            stdout,
+            stderr: seen + &rest,
+        };
+        self.record(&run);
+        assert_eq!(status, 200, "callback page: {page}");
+        run
+    }
+
     /// `init` against `issuer` on this home's port.
     pub async fn init(&self, issuer: &str) -> String {
         self.ok(&["init", "--zone", issuer, "--port", &self.port.to_string()])
@@ -145,6 +189,63 @@ pub fn one_line_error(run: &Run) -> String {
         .find(|l| l.starts_with("error: "))
         .unwrap_or_else(|| panic!("no `error:` line in {:?}", run.stderr));
     line.to_string()
+}
+
+/// The line after the `error:` line: the next step the CLI advises.
+pub fn hint_line(run: &Run) -> String {
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    let at = lines
+        .iter()
+        .rposition(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no `error:` line in {:?}", run.stderr));
+    lines
+        .get(at + 1)
+        .unwrap_or_else(|| panic!("no hint after the error in {:?}", run.stderr))
+        .to_string()
+}
+
+/// The exit code README documents for each error code.
+pub fn exit_for(code: &str) -> i32 {
+    match code {
+        "invalid_input" | "not_found" | "already_exists" => 1,
+        "not_configured" | "not_signed_in" | "not_connected" | "needs_reconnect"
+        | "consent_declined" | "timeout" | "cancelled" | "busy" => 2,
+        "zone_unreachable" | "zone_setup" | "zone_refused" | "bad_redirect" => 3,
+        "keychain_locked" | "keychain_unavailable" => 4,
+        "config_file" | "disk_full" | "storage" | "port_in_use" | "port_unavailable"
+        | "internal" => 5,
+        other => panic!("undocumented error code {other:?}"),
+    }
+}
+
+/// `--json` output: stdout is exactly one JSON document (nothing before or after it).
+pub fn json_doc(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {:?}\nstderr: {}",
+            run.stdout, run.stderr
+        )
+    })
+}
+
+/// A `--json` failure: `{"error": {code, message, resource?}}` and the documented exit code.
+/// Returns the error object.
+pub fn json_error(run: &Run, code: &str) -> Value {
+    let doc = json_doc(run);
+    let error = &doc["error"];
+    assert_eq!(error["code"], code, "{doc}\nstderr: {}", run.stderr);
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{doc}"
+    );
+    for key in error.as_object().unwrap().keys() {
+        assert!(
+            ["code", "message", "resource"].contains(&key.as_str()),
+            "unexpected key {key} in {doc}"
+        );
+    }
+    assert_eq!(run.code, exit_for(code), "exit code for {code}: {doc}");
+    error.clone()
 }
 
 /// A running `keycard-broker serve`; killed on drop.

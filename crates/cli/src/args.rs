@@ -1,0 +1,486 @@
+//! The command line: clap types and the parsers of typed values. Nothing here talks to the
+//! engine; a value that does not parse is a usage error (exit 1).
+
+use std::path::PathBuf;
+
+use broker::config::UpstreamStrategy;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::output::Subject;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keycard-broker",
+    version,
+    about = "The local credential broker for AI agents: Keycard zone sign-in, provider consent, OS keychain."
+)]
+pub struct Cli {
+    /// Print exactly one JSON document on stdout: the result, or {"error": {code, message}}.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Configure the Keycard zone (issuer URL or zone id).
+    Init {
+        #[arg(long)]
+        zone: String,
+        /// A configured client id instead of dynamic registration.
+        #[arg(long, env = "KEYCARD_CLIENT_ID")]
+        client_id: Option<String>,
+        /// Read the application client secret from stdin (stored in the keychain only).
+        #[arg(long, requires = "client_id")]
+        client_secret_stdin: bool,
+        /// Loopback port for the callback (and MCP endpoint).
+        #[arg(long)]
+        port: Option<u16>,
+        /// The broker's resource identifier at the zone (default http://localhost:<port>/mcp).
+        #[arg(long)]
+        resource: Option<String>,
+        /// How provider tokens are obtained.
+        #[arg(long, value_enum)]
+        strategy: Option<Strategy>,
+    },
+    /// Sign in to the Keycard zone in the system browser.
+    Login(RoundArgs),
+    /// Connect a provider (its consent runs through the zone).
+    Connect(ResourceRoundArgs),
+    /// Run a provider's consent again (after its scopes changed).
+    Reconnect(ResourceRoundArgs),
+    /// Show the session and every connection.
+    Status,
+    /// Get a provider token now to prove a connection works (the token is never printed).
+    Check { resource: String },
+    /// Revoke a connection: zone revocation, keychain wipe, cache drop.
+    Revoke { resource: String },
+    /// Manage the provider catalog's custom resources.
+    Resources {
+        #[command(subcommand)]
+        command: ResourcesCommand,
+    },
+    /// Sign out: revoke and wipe the session and all connections.
+    Logout,
+    /// Pause every agent's access to the running broker (its endpoint answers 503).
+    Pause,
+    /// Resume agent access.
+    Resume,
+    /// Run the broker: the loopback MCP endpoint and the OAuth callback on one port.
+    Serve {
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Manage the agent clients allowed to call the MCP endpoint.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// What agents did: tool calls and token acquisitions, newest first.
+    Audit {
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long)]
+        resource: Option<String>,
+        /// RFC 3339 time, or a span back from now: 30m, 2h, 7d.
+        #[arg(long, value_parser = parse_since)]
+        since: Option<DateTime<Utc>>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// What this broker is and where it keeps its config, data and logs (no secrets).
+    About,
+    /// stdio ↔ HTTP bridge for stdio-only MCP clients (Claude Desktop).
+    Stdio {
+        #[arg(long)]
+        client: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client; prints its bearer token once.
+    Add {
+        name: String,
+    },
+    List,
+    /// Remove a client; its token stops working on the next request.
+    Remove {
+        name: String,
+    },
+    /// Print (or merge into the client's own file with --write) the MCP config for a client.
+    /// Issues a fresh token for NAME (registering it if needed).
+    Config {
+        /// claude-code, cursor, vscode, codex, windsurf or claude-desktop.
+        #[arg(value_parser = parse_kind)]
+        kind: String,
+        name: String,
+        /// Merge into the client's config file (keeping what is there, with a backup).
+        #[arg(long)]
+        write: bool,
+        /// Config file to write instead of the client's default location (implies --write).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// The kinds of agent client `clients config` knows, and where their files are.
+    Kinds,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResourcesCommand {
+    /// Add any OAuth resource the zone brokers.
+    Add {
+        resource: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// URL prefix its token may be sent to (repeatable; defaults to the identifier).
+        #[arg(long = "api-base")]
+        api_bases: Vec<String>,
+        /// Scopes a connection needs (space-separated).
+        #[arg(long)]
+        scopes: Option<String>,
+    },
+    /// List the catalog (seed providers and custom resources).
+    List,
+    /// Remove a custom resource (revoking its connection).
+    Remove { resource: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RoundArgs {
+    /// Print the authorization URL as the first stdout line instead of opening a browser
+    /// (with --json, on stderr: stdout carries only the result).
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Seconds to wait for the browser to come back.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ResourceRoundArgs {
+    /// Resource identifier (e.g. https://api.github.com) or catalog name (github).
+    pub resource: String,
+    #[command(flatten)]
+    pub round: RoundArgs,
+}
+
+/// `init --strategy`: how provider tokens are obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    Exchange,
+    RefreshWithResource,
+}
+
+impl From<Strategy> for UpstreamStrategy {
+    fn from(s: Strategy) -> UpstreamStrategy {
+        match s {
+            Strategy::Exchange => UpstreamStrategy::Exchange,
+            Strategy::RefreshWithResource => UpstreamStrategy::RefreshWithResource,
+        }
+    }
+}
+
+impl Command {
+    /// What the command is about: the advice after a failure names it.
+    pub fn subject(&self) -> Subject {
+        match self {
+            Command::Connect(a) | Command::Reconnect(a) => Subject::Resource(a.resource.clone()),
+            Command::Check { resource } | Command::Revoke { resource } => {
+                Subject::Resource(resource.clone())
+            }
+            Command::Resources { command } => match command {
+                ResourcesCommand::Add { resource, .. } | ResourcesCommand::Remove { resource } => {
+                    Subject::Resource(resource.clone())
+                }
+                ResourcesCommand::List => Subject::Resources,
+            },
+            Command::Clients { command } => match command {
+                ClientsCommand::Add { name }
+                | ClientsCommand::Remove { name }
+                | ClientsCommand::Config { name, .. } => Subject::Client(name.clone()),
+                ClientsCommand::List | ClientsCommand::Kinds => Subject::Clients,
+            },
+            Command::Serve { .. } => Subject::Serve,
+            Command::Pause | Command::Resume => Subject::RunningBroker,
+            Command::Stdio { client } => Subject::Bridge(client.clone()),
+            Command::Init { .. } => Subject::Init,
+            Command::Login(_)
+            | Command::Status
+            | Command::Logout
+            | Command::Audit { .. }
+            | Command::About => Subject::General,
+        }
+    }
+}
+
+/// `clients config KIND`: one of the kinds the engine can write an entry for.
+pub fn parse_kind(value: &str) -> Result<String, String> {
+    let kinds = broker::api::client_kinds();
+    if kinds.iter().any(|k| k.kind == value) {
+        return Ok(value.to_string());
+    }
+    let known: Vec<&str> = kinds.iter().map(|k| k.kind.as_str()).collect();
+    Err(format!("use one of: {}", known.join(", ")))
+}
+
+/// `--since`: RFC 3339, or `30m` / `2h` / `7d` back from now.
+pub fn parse_since(value: &str) -> Result<DateTime<Utc>, String> {
+    parse_since_at(value, Utc::now())
+}
+
+/// `--since`: RFC 3339, or a span back from `now` (30m, 2h, 7d). Spans too large for the
+/// calendar are an error, never a panic.
+pub fn parse_since_at(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let usage = || "use an RFC 3339 time or a span back from now: 30m, 2h, 7d".to_string();
+    let (number, unit): (&str, fn(i64) -> Option<chrono::Duration>) =
+        if let Some(n) = value.strip_suffix('m') {
+            (n, chrono::Duration::try_minutes)
+        } else if let Some(n) = value.strip_suffix('h') {
+            (n, chrono::Duration::try_hours)
+        } else if let Some(n) = value.strip_suffix('d') {
+            (n, chrono::Duration::try_days)
+        } else {
+            return Err(usage());
+        };
+    let n: i64 = number
+        .parse()
+        .ok()
+        .filter(|n: &i64| *n >= 0)
+        .ok_or_else(usage)?;
+    unit(n)
+        .and_then(|span| now.checked_sub_signed(span))
+        .ok_or_else(|| "that is before any date the log can hold".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("keycard-broker").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn since_accepts_spans_and_dates() {
+        let now = Utc::now();
+        assert_eq!(
+            parse_since_at("2h", now).unwrap(),
+            now - chrono::Duration::hours(2)
+        );
+        assert_eq!(
+            parse_since_at("30m", now).unwrap(),
+            now - chrono::Duration::minutes(30)
+        );
+        assert_eq!(
+            parse_since_at("7d", now).unwrap(),
+            now - chrono::Duration::days(7)
+        );
+        assert_eq!(parse_since_at("0m", now).unwrap(), now);
+        // Rust's integer syntax allows a plus sign; it means the same span.
+        assert_eq!(
+            parse_since_at("+5d", now).unwrap(),
+            parse_since_at("5d", now).unwrap()
+        );
+        assert_eq!(
+            parse_since_at("2026-01-01T00:00:00Z", now).unwrap(),
+            DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap()
+        );
+        // An offset is converted, not dropped.
+        assert_eq!(
+            parse_since_at("2026-01-01T02:00:00+02:00", now).unwrap(),
+            DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap()
+        );
+        assert!(parse_since("1h").unwrap() <= Utc::now());
+    }
+
+    #[test]
+    fn since_refuses_garbage_and_overflow_without_panicking() {
+        let now = Utc::now();
+        for overflow in ["99999999999999d", "9999999999d", "9223372036854775807m"] {
+            let e = parse_since_at(overflow, now).unwrap_err();
+            assert_eq!(e, "that is before any date the log can hold", "{overflow}");
+        }
+        for bad in [
+            "99999999999999999999d",
+            "-5d",
+            "5x",
+            "5",
+            "d",
+            "",
+            " 5d",
+            "5 d",
+            "5é",
+            "é",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01",
+            "yesterday",
+        ] {
+            let e = parse_since_at(bad, now).unwrap_err();
+            assert_eq!(
+                e, "use an RFC 3339 time or a span back from now: 30m, 2h, 7d",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn since_is_a_usage_error_on_the_command_line() {
+        let cli = parse(&["audit", "--since", "2h"]).unwrap();
+        assert!(matches!(cli.command, Command::Audit { since: Some(_), .. }));
+        let e = parse(&["audit", "--since", "99999999999999d"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("--since"), "{e}");
+    }
+
+    #[test]
+    fn kind_is_one_the_engine_knows() {
+        for kind in broker::api::client_kinds() {
+            assert_eq!(parse_kind(&kind.kind).unwrap(), kind.kind);
+        }
+        for bad in ["", "Cursor", "cursor ", "claude", "emacs"] {
+            let e = parse_kind(bad).unwrap_err();
+            assert!(
+                e.contains("claude-code") && e.contains("claude-desktop"),
+                "{e}"
+            );
+        }
+        let e = parse(&["clients", "config", "emacs", "me"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn strategy_names_map_to_the_engine_strategy() {
+        for (name, want) in [
+            ("exchange", UpstreamStrategy::Exchange),
+            (
+                "refresh-with-resource",
+                UpstreamStrategy::RefreshWithResource,
+            ),
+        ] {
+            let cli = parse(&["init", "--zone", "acme", "--strategy", name]).unwrap();
+            let Command::Init {
+                strategy: Some(s), ..
+            } = cli.command
+            else {
+                panic!("{name}: {:?}", cli.command);
+            };
+            assert_eq!(UpstreamStrategy::from(s), want);
+        }
+        for bad in ["Exchange", "refresh_with_resource", "token-exchange"] {
+            let e = parse(&["init", "--zone", "acme", "--strategy", bad]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue, "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_is_accepted_anywhere_on_every_command() {
+        for args in [
+            &["status"][..],
+            &["login", "--no-browser"],
+            &["connect", "github"],
+            &["reconnect", "github"],
+            &["check", "github"],
+            &["revoke", "github"],
+            &["resources", "add", "https://api.example.com"],
+            &["resources", "list"],
+            &["resources", "remove", "x"],
+            &["logout"],
+            &["pause"],
+            &["resume"],
+            &["serve"],
+            &["clients", "add", "a"],
+            &["clients", "list"],
+            &["clients", "remove", "a"],
+            &["clients", "config", "cursor", "a"],
+            &["clients", "kinds"],
+            &["audit"],
+            &["about"],
+            &["stdio", "--client", "a"],
+            &["init", "--zone", "acme"],
+        ] {
+            let after: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+            assert!(parse(&after).unwrap().json, "{args:?} --json");
+            let before: Vec<&str> = std::iter::once("--json")
+                .chain(args.iter().copied())
+                .collect();
+            assert!(parse(&before).unwrap().json, "--json {args:?}");
+            assert!(!parse(args).unwrap().json);
+        }
+    }
+
+    #[test]
+    fn usage_mistakes_are_errors_and_help_is_not() {
+        use clap::error::ErrorKind;
+        assert_eq!(
+            parse(&[]).unwrap_err().kind(),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        assert_eq!(
+            parse(&["--help"]).unwrap_err().kind(),
+            ErrorKind::DisplayHelp
+        );
+        assert_eq!(
+            parse(&["--version"]).unwrap_err().kind(),
+            ErrorKind::DisplayVersion
+        );
+        assert_eq!(
+            parse(&["nope"]).unwrap_err().kind(),
+            ErrorKind::InvalidSubcommand
+        );
+        assert_eq!(
+            parse(&["init", "--client-secret-stdin", "--zone", "z"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse(&["serve", "--port", "70000"]).unwrap_err().kind(),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse(&["audit", "--limit", "-1"]).unwrap_err().kind(),
+            ErrorKind::UnknownArgument
+        );
+    }
+
+    #[test]
+    fn every_command_names_its_subject() {
+        let subject = |args: &[&str]| parse(args).unwrap().command.subject();
+        assert_eq!(
+            subject(&["connect", "github"]),
+            Subject::Resource("github".into())
+        );
+        assert_eq!(
+            subject(&["resources", "remove", "x"]),
+            Subject::Resource("x".into())
+        );
+        assert_eq!(subject(&["resources", "list"]), Subject::Resources);
+        assert_eq!(
+            subject(&["clients", "config", "cursor", "me"]),
+            Subject::Client("me".into())
+        );
+        assert_eq!(subject(&["clients", "list"]), Subject::Clients);
+        assert_eq!(subject(&["pause"]), Subject::RunningBroker);
+        assert_eq!(subject(&["serve"]), Subject::Serve);
+        assert_eq!(
+            subject(&["stdio", "--client", "d"]),
+            Subject::Bridge("d".into())
+        );
+        assert_eq!(subject(&["init", "--zone", "z"]), Subject::Init);
+        assert_eq!(subject(&["status"]), Subject::General);
+    }
+}

@@ -1,0 +1,183 @@
+//! Agent clients: add, list, remove, their config entries, and the kinds the broker knows.
+
+use std::path::PathBuf;
+
+use broker::api::{self, ClientSetup, ErrorCode, Failure, Reply, Request, WriteTo};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use super::{Ctx, execute};
+use crate::args::ClientsCommand;
+use crate::output::{self, Fail, Hint, expect_reply, say, tell};
+
+pub async fn run(ctx: &Ctx, command: ClientsCommand) -> Result<(), Fail> {
+    match command {
+        ClientsCommand::Add { name } => {
+            let reply = execute(ctx, Request::ClientsAdd { name }, false).await?;
+            let issued = expect_reply!(reply, Reply::Issued)?;
+            output::show(ctx.json, &issued, |c| {
+                say!(
+                    "Client {} added. Its token is shown only this once:\n{}",
+                    c.name,
+                    c.token.expose_secret()
+                );
+            })
+        }
+        ClientsCommand::List => {
+            let reply = execute(ctx, Request::ClientsList, false).await?;
+            let clients = expect_reply!(reply, Reply::Clients)?;
+            output::show(ctx.json, &clients, |list| {
+                if list.is_empty() {
+                    say!("No agent clients yet — add one with `keycard-broker clients add NAME`.");
+                }
+                for c in list {
+                    say!(
+                        "{:<24} added {}  last seen {}",
+                        c.name,
+                        c.created_at.format("%Y-%m-%d %H:%M"),
+                        c.last_seen_at
+                            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                            .unwrap_or_else(|| "never".into())
+                    );
+                }
+            })
+        }
+        ClientsCommand::Remove { name } => {
+            let request = Request::ClientsRemove { name: name.clone() };
+            output::expect_done(execute(ctx, request, false).await?)?;
+            output::show(ctx.json, &json!({"ok": true, "removed": name}), |_| {
+                say!("Removed client {name}; its token no longer works.");
+            })
+        }
+        ClientsCommand::Config {
+            kind,
+            name,
+            write,
+            file,
+        } => config(ctx, kind, name, write_to(write, file)?).await,
+        ClientsCommand::Kinds => output::show(ctx.json, &api::client_kinds(), |kinds| {
+            for k in kinds {
+                say!(
+                    "{:<16} {:<16} {}{}",
+                    k.kind,
+                    k.label,
+                    k.path.as_deref().unwrap_or("-"),
+                    if k.stdio { "  (stdio bridge)" } else { "" }
+                );
+            }
+        }),
+    }
+}
+
+/// `--write` writes to the client's own file, `--file PATH` to that one. The path is made
+/// absolute here: a running broker that writes it has another working directory.
+fn write_to(write: bool, file: Option<PathBuf>) -> Result<Option<WriteTo>, Failure> {
+    Ok(match (write, file) {
+        (_, Some(path)) => Some(WriteTo::File(std::path::absolute(&path).map_err(|e| {
+            Failure::invalid(format!("invalid --file {}: {e}", path.display()))
+        })?)),
+        (true, None) => Some(WriteTo::Default),
+        (false, None) => None,
+    })
+}
+
+/// Issues a new token for the client and prints (or writes) its entry. When writing fails
+/// the token has already replaced the old one, so the entry is printed all the same.
+async fn config(ctx: &Ctx, kind: String, name: String, write: Option<WriteTo>) -> Result<(), Fail> {
+    let stdio_command = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "keycard-broker".into());
+    let request = Request::ClientSetup {
+        name,
+        kind,
+        stdio_command,
+        write,
+        replace: true,
+    };
+    let setup = expect_reply!(execute(ctx, request, false).await?, Reply::ClientSetup)?;
+    if let Some(error) = setup.write_error.clone() {
+        return Err(write_failed(ctx.json, &setup, error));
+    }
+    output::show(ctx.json, &setup, |s| match &s.written {
+        Some(path) => {
+            say!(
+                "Wrote the {} entry into {path}{}.",
+                s.issued.name,
+                s.backup
+                    .as_ref()
+                    .map(|b| format!(" (backup: {b})"))
+                    .unwrap_or_default()
+            );
+            if let Some(warning) = &s.warning {
+                tell!("{warning}");
+            }
+            if let Some(note) = &s.note {
+                say!("{note}");
+            }
+        }
+        None => {
+            say!("{}", s.snippet);
+            if let Some(note) = &s.note {
+                tell!("{note}");
+            }
+        }
+    })
+}
+
+fn write_failed(as_json: bool, setup: &ClientSetup, error: Failure) -> Fail {
+    if as_json {
+        // One document: the error for scripts, and everything needed to finish by hand.
+        let mut doc = match serde_json::to_value(setup) {
+            Ok(doc) => doc,
+            Err(e) => {
+                return Failure::new(ErrorCode::Internal, format!("cannot render JSON: {e}"))
+                    .into();
+            }
+        };
+        doc["error"] = json!(error);
+        return match output::json(&doc) {
+            Ok(()) => Fail {
+                failure: error,
+                hint: Hint::None,
+                shown: true,
+            },
+            Err(fail) => fail,
+        };
+    }
+    say!("{}", setup.snippet);
+    if let Some(note) = &setup.note {
+        tell!("{note}");
+    }
+    Fail::with_hint(
+        error,
+        Hint::Text(
+            "The new token is in the entry printed above (the old one no longer works): paste it \
+             into the client's config yourself, or fix the problem and run this again."
+                .into(),
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn file_implies_write_and_is_made_absolute() {
+        assert!(write_to(false, None).unwrap().is_none());
+        assert!(matches!(
+            write_to(true, None).unwrap(),
+            Some(WriteTo::Default)
+        ));
+        for write in [false, true] {
+            let Some(WriteTo::File(path)) = write_to(write, Some("mcp.json".into())).unwrap()
+            else {
+                panic!("--file writes");
+            };
+            assert!(path.is_absolute(), "{}", path.display());
+            assert!(path.ends_with("mcp.json"));
+        }
+    }
+}
