@@ -73,7 +73,7 @@ async fn restart<R: Runtime>(
     app: &AppHandle<R>,
     shell: &Shell,
     config: Config,
-    vault: broker::vault::Vault,
+    vault: api::Vault,
 ) -> Result<(), Failure> {
     if shell.has_control().await {
         crate::start_engine(app, config, Some(vault)).await?;

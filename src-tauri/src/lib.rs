@@ -1,6 +1,6 @@
 //! Keycard Broker tray app: a thin shell over the `broker` engine, run in-process.
 //!
-//! Every admin action goes through `broker::control::handle`, the same code path as the CLI
+//! Every admin action goes through `broker::api::handle`, the same code path as the CLI
 //! and its control socket; engine events are forwarded to the window and drive the tray icon
 //! and notifications. No OAuth, storage or MCP logic lives here.
 
@@ -165,7 +165,7 @@ impl Shell {
 pub async fn start_engine<R: Runtime>(
     app: &AppHandle<R>,
     config: Config,
-    vault: Option<broker::vault::Vault>,
+    vault: Option<broker::api::Vault>,
 ) -> Result<(), BrokerError> {
     let shell = app.state::<Shell>();
     shell.stop().await;

@@ -207,6 +207,7 @@ def main():
             run(App(d, shots), issuer, fixture, resource, port)
             if args.cli:
                 cli_reaches_app(App(d, shots), args.cli, env)
+            check_logs(Path(home) / "logs", issuer)
         except BaseException:
             try:
                 d.save_screenshot(str(shots / "failure.png"))
@@ -225,6 +226,18 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def check_logs(log_dir, issuer):
+    """The app writes daily log files like the CLI, where Settings says, and no issued token."""
+    files = sorted(log_dir.glob("broker.log*"))
+    assert files, f"no log file in {log_dir}"
+    text = "".join(f.read_text(errors="replace") for f in files)
+    assert "listening" in text, text[-2000:]
+    issued = requests.get(f"{issuer}/__control/issued", timeout=TIMEOUT).json()["tokens"]
+    leaked = [t for t in issued if t in text]
+    assert not leaked, f"{len(leaked)} issued secrets in the app's log"
+    log("log files", [f.name for f in files], "no issued secret in them")
 
 
 def run(app, issuer, fixture, resource, port):
@@ -314,6 +327,17 @@ def cli_reaches_app(app, cli, env):
     out = subprocess.run([cli, "status", "--json"], env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert out.returncode == 0 and json.loads(out.stdout)["session"] == "signed_in", out.stdout + out.stderr
     log("CLI admin commands reach the running app")
+    # Pause from the CLI: the window shows it (the engine's pause_changed event) with the same
+    # state the tray icon is drawn from, and its Resume button resumes for everyone.
+    out = subprocess.run([cli, "pause", "--json"], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["overall"]["state"] == "paused", out.stdout
+    wait_for("the paused banner", lambda: app.finds("[data-testid=paused]"))
+    app.click("#resume")
+    wait_for("the banner gone after Resume", lambda: not app.finds("[data-testid=paused]"))
+    out = subprocess.run([cli, "status", "--json"], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert json.loads(out.stdout)["paused"] is False, out.stdout
+    log("pause from the CLI shows in the window; Resume in the window resumes")
 
 
 if __name__ == "__main__":

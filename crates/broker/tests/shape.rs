@@ -463,3 +463,75 @@ fn tokens(text: &str) -> Vec<Tok> {
     }
     out
 }
+
+/// Engine modules a shell (the CLI, the tray app) may name: the API, and the pieces that run
+/// the broker in a process (logging, the MCP router and bridge, the control socket). Anything
+/// else (vault, zone, grants, db, …) is an engine internal: the shells only wire.
+const SHELL_MAY_USE: &[&str] = &["api", "logging", "mcp", "control"];
+
+/// `broker::x` references in a shell's source that name an engine internal, as "file: x".
+fn internals_named(path: &str, text: &str) -> Vec<String> {
+    let toks = tokens(text);
+    let mut named = BTreeSet::new();
+    for (i, t) in toks.iter().enumerate() {
+        if *t != Tok::ident("broker") || toks.get(i + 1) != Some(&Tok::PathSep) {
+            continue;
+        }
+        let heads = match toks.get(i + 2) {
+            Some(Tok::Ident(name)) => vec![name.clone()],
+            Some(Tok::Sym('{')) => group_heads(&toks[i + 2..]),
+            _ => Vec::new(),
+        };
+        for head in heads {
+            // Capitalised names are the root's re-exports (Broker, Status, …): the API.
+            let lower = head.chars().next().is_some_and(|c| c.is_lowercase());
+            if lower && !SHELL_MAY_USE.contains(&head.as_str()) {
+                named.insert(format!("{path}: broker::{head}"));
+            }
+        }
+    }
+    named.into_iter().collect()
+}
+
+#[test]
+fn shells_name_only_the_engine_api() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    for shell in ["crates/cli/src", "src-tauri/src"] {
+        let root = repo.join(shell);
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if name.ends_with(".rs") && name != "tests.rs" {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let rel = path.strip_prefix(&repo).unwrap().display().to_string();
+                    found.extend(internals_named(&rel, &text));
+                    scanned += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        scanned >= 8,
+        "the shells' sources were not found ({scanned} files)"
+    );
+    assert!(
+        found.is_empty(),
+        "a shell names engine internals; add what it needs to broker::api instead:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_shell_scan_sees_groups_and_paths() {
+    let text = "use broker::{Broker, api, vault::Vault};\nfn f() { broker::zone::split(); }\n// broker::db in a comment\n";
+    assert_eq!(
+        internals_named("x.rs", text),
+        ["x.rs: broker::vault", "x.rs: broker::zone"]
+    );
+}

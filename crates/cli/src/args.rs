@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use broker::config::UpstreamStrategy;
+use broker::api::UpstreamStrategy;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 

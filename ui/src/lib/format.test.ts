@@ -104,13 +104,11 @@ describe('connections', () => {
     expect(actionsFor('needs_reconnect')).toEqual(['reconnect', 'revoke']);
   });
 
-  it('summarizes like the tray', () => {
+  it('shows the state the engine computed for the tray, paused included', () => {
     expect(overall(null)).toBe('signed_out');
-    expect(overall(status)).toBe('attention');
-    expect(overall({ ...status, connections: [status.connections[1]] })).toBe('ok');
-    expect(overall({ ...status, session: 'needs_login' })).toBe('signed_out');
-    const healthy = { ...status, connections: [status.connections[1]] };
-    expect(overall({ ...healthy, keychain_pending: 1 })).toBe('attention');
+    expect(overall({ ...status, overall: { state: 'paused', text: 'agent access paused' } })).toBe('paused');
+    expect(overall({ ...status, overall: { state: 'attention', text: 'x' } })).toBe('attention');
+    expect(overall({ ...status, overall: undefined })).toBe('signed_out');
   });
 
   it('says what the zone granted, or that it named no scopes', () => {

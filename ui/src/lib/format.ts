@@ -27,11 +27,17 @@ export interface Status {
   zone: string | null;
   account: string | null;
   session: 'signed_in' | 'needs_login' | 'signed_out';
+  /** The broker's resource identifier the session was signed in for. */
+  resource?: string | null;
   paused?: boolean;
   /** Renewed refresh tokens waiting in memory for a locked keychain. */
   keychain_pending?: number;
   connections: ConnectionStatus[];
+  /** The state at a glance, computed by the engine for the tray icon and this window alike. */
+  overall?: { state: OverallState; text: string };
 }
+
+export type OverallState = 'ok' | 'paused' | 'attention' | 'signed_out';
 
 export interface AuditRecord {
   at: string;
@@ -259,14 +265,6 @@ export function resourceName(resource: string | null, providers: Provider[]): st
   }
 }
 
-export const CLIENT_KINDS: { kind: string; label: string }[] = [
-  { kind: 'claude-code', label: 'Claude Code' },
-  { kind: 'cursor', label: 'Cursor' },
-  { kind: 'vscode', label: 'VS Code' },
-  { kind: 'codex', label: 'Codex' },
-  { kind: 'windsurf', label: 'Windsurf' },
-  { kind: 'claude-desktop', label: 'Claude Desktop' },
-];
 
 /** A default client name for a kind that is not taken yet. */
 export function suggestClientName(kind: string, taken: string[]): string {
@@ -274,11 +272,7 @@ export function suggestClientName(kind: string, taken: string[]): string {
   for (let i = 2; ; i++) if (!taken.includes(`${kind}-${i}`)) return `${kind}-${i}`;
 }
 
-/** The tray-like summary for the header. */
-export function overall(status: Status | null): 'ok' | 'attention' | 'signed_out' {
-  if (!status || status.session !== 'signed_in') return 'signed_out';
-  if ((status.keychain_pending ?? 0) > 0) return 'attention';
-  return status.connections.some((c) => c.status === 'needs_reconnect' || c.status === 'error')
-    ? 'attention'
-    : 'ok';
+/** The header's state: the engine's `overall`, the very field the tray icon is drawn from. */
+export function overall(status: Status | null): OverallState {
+  return status?.overall?.state ?? 'signed_out';
 }

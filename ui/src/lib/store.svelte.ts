@@ -1,5 +1,5 @@
 // The window's state, kept current by engine events (see App.svelte).
-import { api, message, type AppInfo } from './api';
+import { api, message, type AppInfo, type ClientKind } from './api';
 import type { AuditRecord, ClientRecord, Provider, Status } from './format';
 
 export const store = $state({
@@ -7,6 +7,8 @@ export const store = $state({
   status: null as Status | null,
   providers: [] as Provider[],
   clients: [] as ClientRecord[],
+  /** The kinds of agent client the engine can set up (its list, not a copy). */
+  kinds: [] as ClientKind[],
   audit: [] as AuditRecord[],
   /** Authorize URL of the browser round under way, if any. */
   authUrl: null as string | null,
@@ -35,6 +37,9 @@ export async function loadProviders() {
 export async function loadClients() {
   await guard(api.clients, (v) => (store.clients = v));
 }
+export async function loadKinds() {
+  await guard(api.clientKinds, (v) => (store.kinds = v));
+}
 export async function loadAudit() {
   await guard(api.audit, (v) => (store.audit = v));
 }
@@ -43,7 +48,7 @@ export async function loadAll() {
   store.loadError = null;
   await loadInfo();
   if (!store.info?.running) return;
-  await Promise.all([loadStatus(), loadProviders(), loadClients(), loadAudit()]);
+  await Promise.all([loadStatus(), loadProviders(), loadClients(), loadKinds(), loadAudit()]);
 }
 
 /** Runs a browser round (login / connect / reconnect); the URL arrives as an event. */

@@ -16,10 +16,14 @@ use crate::audit::{AuditFilter, AuditRecord};
 use crate::clients::ClientRecord;
 use crate::{Broker, Provider, RoundKind, Status, TokenInfo};
 
+pub use crate::config::{Config, UpstreamStrategy};
+pub use crate::consent::open_browser;
 pub use crate::error::ErrorCode;
+pub use crate::vault::Vault;
+pub use crate::zone::split_scopes;
 pub use failure::Failure;
 pub use setup::{About, ClientKind, ClientSetup, Issued, WriteTo, ZoneChange, ZoneConfigured};
-pub use setup::{about, client_kinds, configure_zone};
+pub use setup::{about, client_kinds, configure_zone, stored_client_token};
 
 /// One operation a person can ask for.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -278,3 +278,15 @@ pub fn about(config: &Config, vault: Option<&Vault>) -> About {
         config_file: config.paths.config_file.display().to_string(),
     }
 }
+
+/// The token `keycard-broker clients config claude-desktop NAME` stored for the stdio bridge.
+pub async fn stored_client_token(
+    broker: &Broker,
+    name: &str,
+) -> Result<Option<SecretString>, Failure> {
+    Ok(broker
+        .vault()
+        .get(crate::vault::SecretKey::ClientToken(name.to_string()))
+        .await
+        .map_err(BrokerError::from)?)
+}

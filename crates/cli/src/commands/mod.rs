@@ -94,7 +94,7 @@ fn show_url(url: &str, no_browser: bool, json: bool) {
         tell!("{url}");
     } else if no_browser {
         say!("{url}");
-    } else if broker::consent::open_browser(url) {
+    } else if broker::api::open_browser(url) {
         tell!("Continue in your browser…");
     } else {
         tell!("Open this URL to continue:\n{url}");

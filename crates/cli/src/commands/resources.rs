@@ -21,7 +21,7 @@ pub async fn run(ctx: &Ctx, command: ResourcesCommand) -> Result<(), Fail> {
                 api_bases,
                 scopes: scopes
                     .as_deref()
-                    .map(broker::zone::split_scopes)
+                    .map(broker::api::split_scopes)
                     .unwrap_or_default(),
             };
             let provider = expect_reply!(execute(ctx, request, false).await?, Reply::Provider)?;

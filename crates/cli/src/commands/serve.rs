@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use broker::api::{self, ErrorCode, Failure};
 use broker::mcp::bridge::BridgeError;
-use broker::vault::SecretKey;
 use broker::{Broker, control};
 
 use super::Ctx;
@@ -73,12 +72,9 @@ async fn shutdown_signal() {
 /// token from the keychain (`clients config claude-desktop NAME --write` stored it).
 pub async fn stdio(ctx: &Ctx, client: String) -> Result<(), Fail> {
     let broker = Broker::open(ctx.config.clone()).await?;
-    let token = broker
-        .vault()
-        .get(SecretKey::ClientToken(client.clone()))
-        .await;
+    let token = api::stored_client_token(&broker, &client).await;
     broker.shutdown().await;
-    let Some(token) = token.map_err(broker::BrokerError::from)? else {
+    let Some(token) = token? else {
         return Err(Failure::new(
             ErrorCode::NotConfigured,
             format!("no token is stored for client {client:?}"),

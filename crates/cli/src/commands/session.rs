@@ -150,7 +150,7 @@ fn print_status(status: &Status) {
     say!(
         "Account: {} ({})",
         status.account.as_deref().unwrap_or("-"),
-        status.session.replace('_', " ")
+        status.session.as_str().replace('_', " ")
     );
     if status.paused {
         say!("Agents:  paused (run `keycard-broker resume`)");
