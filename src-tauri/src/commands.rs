@@ -87,7 +87,7 @@ async fn restart<R: Runtime>(
 }
 
 /// What the window shows before and beside the engine's own state.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ts_rs::TS)]
 pub struct AppInfo {
     pub running: bool,
     /// Why the engine is not running.

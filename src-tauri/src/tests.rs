@@ -453,3 +453,64 @@ fn grant_events_reach_the_window_and_trigger_the_notification_logic() {
         "the event already counted as this occurrence"
     );
 }
+
+/// The window's TypeScript types, generated from the Rust types (ts-rs) into one file.
+fn bindings() -> String {
+    use broker::api;
+    use ts_rs::TS;
+    // Every integer here (ports, counts, seconds, milliseconds) is far below 2^53.
+    let cfg = ts_rs::Config::new().with_large_int("number");
+    let mut out = String::from(
+        "// Generated from the Rust types by src-tauri/src/tests.rs (ts-rs); do not edit.\n\
+         // After changing a type: UPDATE_BINDINGS=1 cargo test -p keycard-broker-app bindings\n",
+    );
+    macro_rules! declare {
+        ($($t:ty),* $(,)?) => {$(
+            out.push_str("\nexport ");
+            out.push_str(&<$t as TS>::decl(&cfg));
+            out.push('\n');
+        )*};
+    }
+    declare!(
+        api::Request,
+        api::Reply,
+        api::Failure,
+        api::ErrorCode,
+        api::Issued,
+        api::WriteTo,
+        api::ClientKind,
+        api::ClientSetup,
+        api::ZoneChange,
+        api::ZoneConfigured,
+        api::About,
+        api::UpstreamStrategy,
+        broker::Status,
+        broker::ConnectionStatus,
+        broker::Session,
+        broker::Overall,
+        broker::OverallState,
+        broker::TokenInfo,
+        broker::ConnectionInfo,
+        broker::GrantStatus,
+        broker::Provider,
+        broker::Event,
+        api::ClientRecord,
+        api::AuditRecord,
+        crate::commands::AppInfo,
+    );
+    out
+}
+
+#[test]
+fn bindings_are_fresh() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/lib/bindings.ts");
+    let fresh = bindings();
+    if std::env::var_os("UPDATE_BINDINGS").is_some() {
+        std::fs::write(&path, &fresh).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == fresh,
+        "ui/src/lib/bindings.ts is stale: run `UPDATE_BINDINGS=1 cargo test -p keycard-broker-app bindings` and commit it"
+    );
+}

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::ResourceRecord;
 
 /// One provider the user can connect.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Provider {
     /// Short handle for the CLI (`github`); custom resources use their host.
     pub slug: String,

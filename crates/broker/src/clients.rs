@@ -41,7 +41,7 @@ pub enum ClientError {
     Unknown(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ClientRecord {
     pub name: String,
     pub created_at: DateTime<Utc>,

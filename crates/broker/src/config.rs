@@ -38,7 +38,7 @@ pub enum ConfigError {
 
 /// How the broker obtains the upstream (provider) token for a connection. PROTOCOL.md §1:
 /// `exchange` is what the Keycard SDK does; `refresh_with_resource` is what the CLI docs describe.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamStrategy {
     #[default]

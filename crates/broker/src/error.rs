@@ -80,7 +80,7 @@ pub enum BrokerError {
 
 /// What kind of failure this is, stable across releases: shells choose their advice (the CLI's
 /// command, the window's button, the MCP tool's hint) and exit code from it, never from text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// A value the user typed is not acceptable (zone URL, resource, client name, …).

@@ -7,7 +7,7 @@ use tokio::sync::broadcast;
 use crate::activity::AuditRecord;
 use crate::status::GrantStatus;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     SessionChanged {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::GrantStatus;
 
 /// The sign-in to the Keycard zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Session {
     SignedIn,
@@ -40,7 +40,7 @@ impl std::fmt::Display for Session {
 }
 
 /// `status --json`: the session and every connection. No secrets.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct Status {
     pub zone: Option<String>,
     pub account: Option<String>,
@@ -61,7 +61,7 @@ pub struct Status {
     pub overall: Overall,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ConnectionStatus {
     pub resource: String,
     pub name: String,
@@ -73,7 +73,7 @@ pub struct ConnectionStatus {
 }
 
 /// What `check` reports about a working connection (never the token itself).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct TokenInfo {
     pub resource: String,
     pub name: String,
@@ -82,7 +82,7 @@ pub struct TokenInfo {
 }
 
 /// A connection as agents see it (`list_connections`). No secrets.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, ts_rs::TS)]
 pub struct ConnectionInfo {
     pub resource: String,
     pub name: String,
@@ -94,7 +94,7 @@ pub struct ConnectionInfo {
 }
 
 /// The broker's state at a glance, most urgent first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum OverallState {
     #[default]
@@ -107,7 +107,7 @@ pub enum OverallState {
     SignedOut,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
 pub struct Overall {
     pub state: OverallState,
     /// One line for the tray tooltip and the window's banner.

@@ -2,27 +2,9 @@
 // the events the shell forwards from it. No polling.
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
-import type { AuditRecord, ClientRecord, Provider, Status } from './format';
+import type { About, AppInfo as RawAppInfo, ClientKind, ClientSetup, Event, Failure, Reply, Request, Status } from './bindings';
 
-/** The engine's facts (`broker::api::About`). */
-export interface About {
-  version: string;
-  zone: string | null;
-  port: number;
-  mcp_url: string;
-  resource: string;
-  keychain: string | null;
-  logs_dir: string;
-  data_dir: string;
-  config_file: string;
-}
-
-/** Every failure: a stable code (the button to offer depends on it) and a plain message. */
-export interface Failure {
-  code: string;
-  message: string;
-  resource?: string;
-}
+export type { ClientKind, Failure };
 
 /** What the window shows about the app (the shell's `AppInfo`, with `About` spread in). */
 export interface AppInfo extends Partial<About> {
@@ -33,67 +15,11 @@ export interface AppInfo extends Partial<About> {
   last_auth_url: string | null;
 }
 
-interface RawAppInfo {
-  running: boolean;
-  error: Failure | null;
-  about: About | null;
-  demo_zone: string;
-  last_auth_url: string | null;
-}
+/** A new client token and its config entry (`broker::api::ClientSetup`). */
+export type AddedClient = ClientSetup;
 
-export interface AddedClient {
-  name: string;
-  token: string;
-  kind: string;
-  snippet: string;
-  note: string | null;
-  written: string | null;
-  backup: string | null;
-  /** Set when the file lies in a git work tree: the token could be committed. */
-  warning: string | null;
-  write_error: Failure | null;
-}
-
-export interface ClientKind {
-  kind: string;
-  label: string;
-  path: string | null;
-  /** Reached through the stdio bridge: the token goes to the keychain, not the file. */
-  stdio: boolean;
-}
-
-export type BrokerEvent =
-  | { type: 'session_changed'; signed_in: boolean; account: string | null }
-  | { type: 'grant_changed'; resource: string; status: string; reason: string | null }
-  | { type: 'token_issued'; resource: string }
-  | { type: 'resources_changed' }
-  | { type: 'clients_changed' }
-  | { type: 'pause_changed'; paused: boolean }
-  | { type: 'keychain_pending'; count: number }
-  | { type: 'activity'; record: AuditRecord };
-
-/** The engine's operations (`broker::api::Request`), tagged by `op`. */
-export type Request =
-  | { op: 'status' | 'pause' | 'resume' | 'logout' | 'resources_list' | 'clients_list' | 'client_kinds' | 'about' }
-  | { op: 'login'; timeout_secs: number }
-  | { op: 'connect'; resource: string; timeout_secs: number }
-  | { op: 'check' | 'revoke' | 'resources_remove'; resource: string }
-  | { op: 'resources_add'; resource: string; name: string | null; api_bases: string[]; scopes: string[] }
-  | { op: 'clients_add' | 'clients_issue' | 'clients_remove'; name: string }
-  | { op: 'client_setup'; name: string; kind: string; stdio_command: string; write: { to: 'default' } | null; replace: boolean }
-  | { op: 'audit'; client: string | null; resource: string | null; since: string | null; limit: number | null };
-
-/** The engine's answers (`broker::api::Reply`), tagged by `kind`. */
-export type Reply =
-  | { kind: 'status'; value: Status }
-  | { kind: 'provider'; value: Provider }
-  | { kind: 'providers'; value: Provider[] }
-  | { kind: 'clients'; value: ClientRecord[] }
-  | { kind: 'client_setup'; value: AddedClient }
-  | { kind: 'client_kinds'; value: ClientKind[] }
-  | { kind: 'activity'; value: AuditRecord[] }
-  | { kind: 'about'; value: About }
-  | { kind: 'done'; value?: undefined };
+/** What the engine announces (`broker::Event`). */
+export type BrokerEvent = Event;
 
 /** Errors from commands are the engine's `Failure`; this is its one-line message. */
 export function message(e: unknown): string {
@@ -112,12 +38,12 @@ export function failureCode(e: unknown): string | null {
 const ROUND_TIMEOUT_SECS = 300;
 
 /** Sends one request to the engine and checks the answer is the kind expected. */
-type ValueOf<K extends Reply['kind']> = Extract<Reply, { kind: K }>['value'];
+type ValueOf<K extends Reply['kind']> = Extract<Reply, { kind: K }> extends { value: infer V } ? V : undefined;
 
 async function call<K extends Reply['kind']>(request: Request, kind: K): Promise<ValueOf<K>> {
   const reply = await invoke<Reply>('api', { request });
   if (reply.kind !== kind) throw { code: 'internal', message: `unexpected ${reply.kind} answer to ${request.op}` } as Failure;
-  return reply.value as ValueOf<K>;
+  return ('value' in reply ? reply.value : undefined) as ValueOf<K>;
 }
 
 function words(text: string): string[] {

@@ -54,6 +54,10 @@ describe('connections', () => {
     zone: 'http://127.0.0.1:8940',
     account: 'me@example.com',
     session: 'signed_in',
+    resource: 'http://localhost:8937/mcp',
+    paused: false,
+    keychain_pending: 0,
+    overall: { state: 'attention', text: 'attention needed: Mine' },
     connections: [
       {
         resource: 'http://127.0.0.1:9/api',
@@ -108,7 +112,6 @@ describe('connections', () => {
     expect(overall(null)).toBe('signed_out');
     expect(overall({ ...status, overall: { state: 'paused', text: 'agent access paused' } })).toBe('paused');
     expect(overall({ ...status, overall: { state: 'attention', text: 'x' } })).toBe('attention');
-    expect(overall({ ...status, overall: undefined })).toBe('signed_out');
   });
 
   it('says what the zone granted, or that it named no scopes', () => {

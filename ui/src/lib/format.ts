@@ -1,63 +1,19 @@
 // View logic without any DOM or Tauri: wording, merging, filters, exports, chart buckets.
 
-export type GrantStatus = 'connected' | 'needs_reconnect' | 'revoked' | 'error';
+import type { AuditRecord, ConnectionStatus, GrantStatus, OverallState, Provider, Status } from './bindings';
+
+// The engine's types, generated from Rust (bindings.ts); the views import them from here.
+export type {
+  AuditRecord,
+  ClientRecord,
+  ConnectionStatus,
+  GrantStatus,
+  OverallState,
+  Provider,
+  Status,
+} from './bindings';
+
 export type RowStatus = GrantStatus | 'not_connected';
-
-export interface Provider {
-  slug: string;
-  name: string;
-  resource: string;
-  api_bases: string[];
-  scopes: string[];
-  docs_url: string | null;
-  custom: boolean;
-}
-
-export interface ConnectionStatus {
-  resource: string;
-  name: string;
-  status: GrantStatus;
-  scopes: string[];
-  connected_at: string | null;
-  last_used_at: string | null;
-  last_error: string | null;
-}
-
-export interface Status {
-  zone: string | null;
-  account: string | null;
-  session: 'signed_in' | 'needs_login' | 'signed_out';
-  /** The broker's resource identifier the session was signed in for. */
-  resource?: string | null;
-  paused?: boolean;
-  /** Renewed refresh tokens waiting in memory for a locked keychain. */
-  keychain_pending?: number;
-  connections: ConnectionStatus[];
-  /** The state at a glance, computed by the engine for the tray icon and this window alike. */
-  overall?: { state: OverallState; text: string };
-}
-
-export type OverallState = 'ok' | 'paused' | 'attention' | 'signed_out';
-
-export interface AuditRecord {
-  at: string;
-  client: string | null;
-  kind: string;
-  resource: string | null;
-  method: string | null;
-  host: string | null;
-  path: string | null;
-  status: number | null;
-  latency_ms: number;
-  outcome: string;
-  detail: string | null;
-}
-
-export interface ClientRecord {
-  name: string;
-  created_at: string;
-  last_seen_at: string | null;
-}
 
 export interface Row {
   provider: Provider;

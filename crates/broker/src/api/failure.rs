@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BrokerError, ErrorCode};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, ts_rs::TS)]
 #[error("{message}")]
 pub struct Failure {
     pub code: ErrorCode,

@@ -12,21 +12,24 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditFilter, AuditRecord};
-use crate::clients::ClientRecord;
+use crate::audit::AuditFilter;
 use crate::{Broker, Provider, RoundKind, Status, TokenInfo};
 
+pub use crate::activity::AuditRecord;
+pub use crate::clients::ClientRecord;
 pub use crate::config::{Config, UpstreamStrategy};
 pub use crate::consent::open_browser;
 pub use crate::error::ErrorCode;
 pub use crate::vault::Vault;
 pub use crate::zone::split_scopes;
 pub use failure::Failure;
-pub use setup::{About, ClientKind, ClientSetup, Issued, WriteTo, ZoneChange, ZoneConfigured};
+pub use setup::{
+    About, ClientKind, ClientSetup, Issued, ShownOnce, WriteTo, ZoneChange, ZoneConfigured,
+};
 pub use setup::{about, client_kinds, configure_zone, stored_client_token};
 
 /// One operation a person can ask for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Status,
@@ -95,7 +98,7 @@ pub enum Request {
 }
 
 /// The answer to one request; `kind` says which.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Reply {
     Status(Status),

@@ -14,41 +14,56 @@ use crate::{Broker, clients};
 
 /// A client token, shown to the user this once. Held as a secret until it is serialised for
 /// the shell that shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ts_rs::TS)]
 pub struct Issued {
     pub name: String,
-    #[serde(serialize_with = "expose", deserialize_with = "conceal")]
-    pub token: SecretString,
+    #[ts(type = "string")]
+    pub token: ShownOnce,
 }
 
 impl From<clients::IssuedClient> for Issued {
     fn from(c: clients::IssuedClient) -> Issued {
         Issued {
             name: c.name,
-            token: c.token,
+            token: ShownOnce(c.token),
         }
     }
 }
 
-fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(secret.expose_secret())
+/// A secret that serialises in clear: only for the one reply that shows a new client token to
+/// the user. Everywhere else it stays a `SecretString` (redacted in Debug, zeroed on drop).
+#[derive(Debug)]
+pub struct ShownOnce(pub SecretString);
+
+impl ExposeSecret<str> for ShownOnce {
+    fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
 }
 
-fn conceal<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
-    String::deserialize(d).map(SecretString::from)
+impl Serialize for ShownOnce {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.expose_secret())
+    }
+}
+
+impl<'de> Deserialize<'de> for ShownOnce {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ShownOnce, D::Error> {
+        String::deserialize(d).map(|s| ShownOnce(SecretString::from(s)))
+    }
 }
 
 /// Where to write a client's config entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "to", content = "path", rename_all = "snake_case")]
 pub enum WriteTo {
     /// The client's own config file at its usual place.
     Default,
-    File(PathBuf),
+    File(#[ts(type = "string")] PathBuf),
 }
 
 /// A kind of agent client the broker can write a config entry for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ClientKind {
     /// `claude-code`, `cursor`, …
     pub kind: String,
@@ -60,7 +75,7 @@ pub struct ClientKind {
 }
 
 /// A client's new token and its config entry, and what writing it did.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ts_rs::TS)]
 pub struct ClientSetup {
     #[serde(flatten)]
     pub issued: Issued,
@@ -154,7 +169,7 @@ pub(super) async fn client_setup(
 }
 
 /// What a person can set when configuring the zone; unset fields keep their current value.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
 pub struct ZoneChange {
     /// Issuer URL or bare zone id.
     pub zone: String,
@@ -172,7 +187,7 @@ pub struct ZoneChange {
 }
 
 /// What configuring the zone did. The shell restarts its engine with the saved config.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ZoneConfigured {
     pub issuer: String,
     /// The previous zone's session was ended first (switching zones).
@@ -251,7 +266,7 @@ pub async fn configure_zone(
 }
 
 /// What the broker is and where it keeps things (no secrets).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct About {
     pub version: String,
     pub zone: Option<String>,

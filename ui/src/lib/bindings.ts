@@ -1,0 +1,159 @@
+// Generated from the Rust types by src-tauri/src/tests.rs (ts-rs); do not edit.
+// After changing a type: UPDATE_BINDINGS=1 cargo test -p keycard-broker-app bindings
+
+export type Request = { "op": "status" } | { "op": "pause" } | { "op": "resume" } | { "op": "login", timeout_secs: number, } | { "op": "connect", resource: string, timeout_secs: number, } | { "op": "check", resource: string, } | { "op": "revoke", resource: string, } | { "op": "logout" } | { "op": "resources_add", resource: string, name: string | null, api_bases: Array<string>, scopes: Array<string>, } | { "op": "resources_list" } | { "op": "resources_remove", resource: string, } | { "op": "clients_add", name: string, } | { "op": "clients_issue", name: string, } | { "op": "clients_list" } | { "op": "clients_remove", name: string, } | { "op": "client_setup", name: string, kind: string, 
+/**
+ * The command stdio-only clients start (`keycard-broker` next to the shell).
+ */
+stdio_command: string, write: WriteTo | null, 
+/**
+ * False: a new client (the name must be free). True: a new token for this name,
+ * whether or not it exists (the old token stops working at once).
+ */
+replace: boolean, } | { "op": "client_kinds" } | { "op": "audit", client: string | null, resource: string | null, since: string | null, limit: number | null, } | { "op": "about" };
+
+export type Reply = { "kind": "status", "value": Status } | { "kind": "provider", "value": Provider } | { "kind": "providers", "value": Array<Provider> } | { "kind": "token", "value": TokenInfo } | { "kind": "issued", "value": Issued } | { "kind": "clients", "value": Array<ClientRecord> } | { "kind": "client_setup", "value": ClientSetup } | { "kind": "client_kinds", "value": Array<ClientKind> } | { "kind": "activity", "value": Array<AuditRecord> } | { "kind": "about", "value": About } | { "kind": "done" };
+
+export type Failure = { code: ErrorCode, message: string, 
+/**
+ * The provider the failure is about (reconnect it, connect it).
+ */
+resource?: string | null, };
+
+export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "not_configured" | "config_file" | "not_signed_in" | "not_connected" | "needs_reconnect" | "zone_unreachable" | "zone_setup" | "zone_refused" | "consent_declined" | "bad_redirect" | "timeout" | "cancelled" | "busy" | "keychain_locked" | "keychain_unavailable" | "disk_full" | "storage" | "port_in_use" | "port_unavailable" | "internal";
+
+export type Issued = { name: string, token: string, };
+
+export type WriteTo = { "to": "default" } | { "to": "file", "path": string };
+
+export type ClientKind = { 
+/**
+ * `claude-code`, `cursor`, …
+ */
+kind: string, label: string, 
+/**
+ * Where its config file usually is, when the home directory is known.
+ */
+path: string | null, 
+/**
+ * Reached through the stdio bridge (token in the keychain, not in the file).
+ */
+stdio: boolean, };
+
+export type ClientSetup = { kind: string, 
+/**
+ * The entry to paste into the client's config (holds the token unless `stdio`).
+ */
+snippet: string, note: string | null, written: string | null, backup: string | null, 
+/**
+ * The file lies in a git work tree: a token in it could be committed.
+ */
+warning: string | null, 
+/**
+ * Writing failed; the token and snippet above are still valid, so nothing is lost.
+ */
+write_error: Failure | null, name: string, token: string, };
+
+export type ZoneChange = { 
+/**
+ * Issuer URL or bare zone id.
+ */
+zone: string, client_id: string | null, resource: string | null, port: number | null, strategy: UpstreamStrategy | null, };
+
+export type ZoneConfigured = { issuer: string, 
+/**
+ * The previous zone's session was ended first (switching zones).
+ */
+signed_out_previous: boolean, 
+/**
+ * The session stays pinned to this identifier until the next sign-in, because the
+ * broker's resource identifier changed.
+ */
+signed_in_for_other_resource: string | null, };
+
+export type About = { version: string, zone: string | null, port: number, mcp_url: string, 
+/**
+ * The broker's resource identifier at the zone.
+ */
+resource: string, keychain: string | null, logs_dir: string, data_dir: string, config_file: string, };
+
+export type UpstreamStrategy = "exchange" | "refresh_with_resource";
+
+export type Status = { zone: string | null, account: string | null, session: Session, 
+/**
+ * The broker's resource identifier the session was signed in for; every refresh presents
+ * it, whatever the port is now.
+ */
+resource: string | null, 
+/**
+ * Agent access paused by the user (the MCP endpoint answers 503).
+ */
+paused: boolean, 
+/**
+ * Renewed refresh tokens the keychain refused (locked), held in memory until it accepts.
+ */
+keychain_pending: number, connections: Array<ConnectionStatus>, 
+/**
+ * The state at a glance: the tray icon and the window's banner both show this.
+ */
+overall: Overall, };
+
+export type ConnectionStatus = { resource: string, name: string, status: GrantStatus, scopes: Array<string>, connected_at: string | null, last_used_at: string | null, last_error: string | null, };
+
+export type Session = "signed_in" | "needs_login" | "signed_out";
+
+export type Overall = { state: OverallState, 
+/**
+ * One line for the tray tooltip and the window's banner.
+ */
+text: string, };
+
+export type OverallState = "ok" | "paused" | "attention" | "signed_out";
+
+export type TokenInfo = { resource: string, name: string, scopes: Array<string>, expires_in_secs: number, };
+
+export type ConnectionInfo = { resource: string, name: string, status: string, scopes: Array<string>, api_bases: Array<string>, last_used_at: string | null, last_error: string | null, };
+
+export type GrantStatus = "connected" | "needs_reconnect" | "revoked" | "error";
+
+export type Provider = { 
+/**
+ * Short handle for the CLI (`github`); custom resources use their host.
+ */
+slug: string, name: string, 
+/**
+ * Resource identifier at the Keycard zone (RFC 8707 `resource`).
+ */
+resource: string, 
+/**
+ * URL prefixes the provider's token may be sent to. Defaults to the identifier.
+ */
+api_bases: Array<string>, 
+/**
+ * Scopes a connection needs; empty means "whatever the zone grants".
+ */
+scopes: Array<string>, docs_url: string | null, custom: boolean, };
+
+export type Event = { "type": "session_changed", signed_in: boolean, account: string | null, } | { "type": "grant_changed", resource: string, status: GrantStatus, reason: string | null, } | { "type": "token_issued", resource: string, } | { "type": "resources_changed" } | { "type": "clients_changed" } | { "type": "pause_changed", paused: boolean, } | { "type": "keychain_pending", count: number, } | { "type": "activity", record: AuditRecord, };
+
+export type ClientRecord = { name: string, created_at: string, last_seen_at: string | null, };
+
+export type AuditRecord = { at: string, client: string | null, 
+/**
+ * `call_api`, `list_connections`, `connect`, `token`.
+ */
+kind: string, resource: string | null, method: string | null, host: string | null, path: string | null, status: number | null, latency_ms: number, 
+/**
+ * `ok`, `denied`, `needs_reconnect`, `error`, `refused`.
+ */
+outcome: string, detail: string | null, };
+
+export type AppInfo = { running: boolean, 
+/**
+ * Why the engine is not running.
+ */
+error: Failure | null, 
+/**
+ * The engine's facts, from the running broker or, when it failed, from the config.
+ */
+about: About | null, demo_zone: string, last_auth_url: string | null, };
