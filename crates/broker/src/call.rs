@@ -128,8 +128,11 @@ impl Broker {
         let connected = self.connected_providers()?;
         let provider = match &request.resource {
             Some(key) => {
-                let provider = catalog::find(&connected, key)
-                    .map_err(|_| BrokerError::NotConnected(key.clone()))?;
+                let provider =
+                    catalog::find(&connected, key).map_err(|_| BrokerError::NotConnected {
+                        name: key.clone(),
+                        resource: key.clone(),
+                    })?;
                 if !upstream::covers(provider, &target) {
                     return Err(ApiError::OutsideResource {
                         url: upstream::display_url(&request.url),

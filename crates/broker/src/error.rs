@@ -34,8 +34,8 @@ pub enum BrokerError {
     NotSignedIn,
     #[error("the Keycard session ended ({0})")]
     SessionExpired(String),
-    #[error("{0} is not connected")]
-    NotConnected(String),
+    #[error("{name} is not connected")]
+    NotConnected { name: String, resource: String },
     #[error("{name} needs to be reconnected in Keycard Broker: {reason}")]
     NeedsReconnect {
         name: String,
@@ -201,7 +201,7 @@ impl BrokerError {
                 ClientError::Unknown(_) => C::NotFound,
             },
             BrokerError::NotSignedIn | BrokerError::SessionExpired(_) => C::NotSignedIn,
-            BrokerError::NotConnected(_) => C::NotConnected,
+            BrokerError::NotConnected { .. } => C::NotConnected,
             BrokerError::NeedsReconnect { .. } => C::NeedsReconnect,
             BrokerError::Backoff { .. } => C::ZoneUnreachable,
             BrokerError::NoRefreshToken
@@ -215,10 +215,17 @@ impl BrokerError {
         }
     }
 
+    pub fn not_connected(provider: &crate::Provider) -> BrokerError {
+        BrokerError::NotConnected {
+            name: provider.name.clone(),
+            resource: provider.resource.clone(),
+        }
+    }
+
     /// The provider this failure is about, when there is one (the window highlights it).
     pub fn resource(&self) -> Option<&str> {
         match self {
-            BrokerError::NotConnected(r) => Some(r),
+            BrokerError::NotConnected { resource, .. } => Some(resource),
             BrokerError::NeedsReconnect { resource, .. } => Some(resource),
             _ => None,
         }

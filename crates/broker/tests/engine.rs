@@ -163,7 +163,14 @@ async fn unconnected_or_disconnected_resource_needs_reconnect() {
         .upstream_token("http://127.0.0.1:9/other")
         .await
         .unwrap_err();
-    assert!(matches!(err, BrokerError::NotConnected(_)), "{err}");
+    assert!(matches!(err, BrokerError::NotConnected { .. }), "{err}");
+    // The typed failure names the identifier, so a shell can offer "connect <resource>".
+    let failure = broker::api::Failure::from(&err);
+    assert_eq!(failure.code, broker::ErrorCode::NotConnected);
+    assert_eq!(
+        failure.resource.as_deref(),
+        Some("http://127.0.0.1:9/other")
+    );
     // Disconnected at the zone: insufficient_authorization → needs_reconnect.
     zone.control("disconnect", json!({"resource": FIXTURE}))
         .await;
@@ -332,7 +339,7 @@ async fn revoke_and_logout_wipe_the_keychain() {
     );
     let err = broker.upstream_token(FIXTURE).await.unwrap_err();
     assert!(
-        matches!(err, BrokerError::NotConnected(_)),
+        matches!(err, BrokerError::NotConnected { .. }),
         "revoked is final: {err}"
     );
     assert!(

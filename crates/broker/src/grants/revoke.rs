@@ -23,7 +23,7 @@ impl Grants {
         let grant = self
             .db
             .grant(&resource)?
-            .ok_or_else(|| BrokerError::NotConnected(provider.name.clone()))?;
+            .ok_or_else(|| BrokerError::not_connected(provider))?;
         let key = SecretKey::Connection(resource.clone());
         if let Some(refresh) = self.refresh_secret(key.clone()).await? {
             match (self.zone().await, self.identity().await) {

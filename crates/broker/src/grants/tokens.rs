@@ -116,9 +116,9 @@ impl Grants {
         let grant = self
             .db
             .grant(&resource)?
-            .ok_or_else(|| BrokerError::NotConnected(provider.name.clone()))?;
+            .ok_or_else(|| BrokerError::not_connected(provider))?;
         match grant.status {
-            GrantStatus::Revoked => return Err(BrokerError::NotConnected(provider.name.clone())),
+            GrantStatus::Revoked => return Err(BrokerError::not_connected(provider)),
             GrantStatus::NeedsReconnect => {
                 return Err(BrokerError::NeedsReconnect {
                     name: provider.name.clone(),
@@ -221,7 +221,7 @@ impl Grants {
                         }
                         Some((GrantStatus::Revoked, _)) | None => {
                             self.invalidate(&resource);
-                            return Err(BrokerError::NotConnected(provider.name.clone()));
+                            return Err(BrokerError::not_connected(provider));
                         }
                     }
                 }
@@ -301,7 +301,7 @@ impl Grants {
                 let refresh = self
                     .refresh_secret(key.clone())
                     .await?
-                    .ok_or_else(|| BrokerError::NotConnected(provider.name.clone()))?;
+                    .ok_or_else(|| BrokerError::not_connected(provider))?;
                 let tokens = retrying!(
                     zone.refresh(&client, &refresh, Some(&provider.resource)),
                     refresh_retry
