@@ -496,6 +496,8 @@ fn bindings() -> String {
         broker::Event,
         api::ClientRecord,
         api::AuditRecord,
+        api::ActivityKind,
+        api::Outcome,
         crate::commands::AppInfo,
     );
     out

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-pub use crate::activity::AuditRecord;
+pub use crate::activity::{ActivityKind, AuditRecord, Outcome, audited};
 use crate::db::{Db, DbError, parse_time};
 use crate::events::{Event, Events};
 
@@ -248,7 +248,7 @@ mod tests {
         let events = Events::default();
         let mut live = events.subscribe();
         let audit = Audit::new(Arc::new(Db::open_in_memory().unwrap()), events);
-        let mut a = AuditRecord::new("call_api", Some("cursor"));
+        let mut a = AuditRecord::new(ActivityKind::CallApi, Some("cursor"));
         a.resource = Some("https://api.github.com".into());
         a.status = Some(200);
         audit.record(a.clone()).unwrap();
@@ -256,11 +256,11 @@ mod tests {
             matches!(live.try_recv(), Ok(Event::Activity { .. })),
             "live update"
         );
-        let b = AuditRecord::new("list_connections", Some("claude"));
+        let b = AuditRecord::new(ActivityKind::ListConnections, Some("claude"));
         audit.record(b.clone()).unwrap();
         let all = audit.query(&AuditFilter::default()).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[0].kind, "list_connections", "newest first");
+        assert_eq!(all[0].kind, ActivityKind::ListConnections, "newest first");
         let only = audit
             .query(&AuditFilter {
                 client: Some("cursor".into()),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::audit::AuditRecord;
+use crate::audit::{ActivityKind, AuditRecord, Outcome, audited};
 use crate::catalog::{self, Provider};
 use crate::upstream::{self, ApiRequest, ApiResponse, CallError};
 use crate::{Broker, BrokerError, GrantStatus};
@@ -42,12 +42,12 @@ pub enum ApiError {
 
 impl ApiError {
     /// Short outcome word for the audit log.
-    fn outcome(&self) -> &'static str {
+    fn outcome(&self) -> Outcome {
         match self {
             ApiError::InsufficientScope { .. }
-            | ApiError::Broker(BrokerError::NeedsReconnect { .. }) => "needs_reconnect",
-            ApiError::Call(CallError::Unreachable(_)) | ApiError::Broker(_) => "error",
-            _ => "refused",
+            | ApiError::Broker(BrokerError::NeedsReconnect { .. }) => Outcome::NeedsReconnect,
+            ApiError::Call(CallError::Unreachable(_)) | ApiError::Broker(_) => Outcome::Error,
+            _ => Outcome::Refused,
         }
     }
 }
@@ -85,35 +85,34 @@ impl Broker {
         client: Option<&str>,
         request: ApiRequest,
     ) -> Result<ApiResponse, ApiError> {
-        let started = std::time::Instant::now();
-        let mut record = AuditRecord::new("call_api", client);
-        record.method = Some(
-            request
-                .method
-                .to_ascii_uppercase()
-                .chars()
-                .take(16)
-                .collect(),
-        );
-        let result = self.call_api_inner(&request, &mut record).await;
-        record.latency_ms = started.elapsed().as_millis() as u64;
-        match &result {
-            Ok(response) => {
-                record.status = Some(response.status);
-                record.outcome = if response.status < 400 {
-                    "ok"
-                } else {
-                    "upstream_error"
+        let sink = |record| self.record(record);
+        audited(
+            ActivityKind::CallApi,
+            client,
+            sink,
+            async |record: &mut AuditRecord| {
+                record.method = Some(
+                    request
+                        .method
+                        .to_ascii_uppercase()
+                        .chars()
+                        .take(16)
+                        .collect(),
+                );
+                let result = self.call_api_inner(&request, record).await;
+                match &result {
+                    Ok(response) => {
+                        record.status = Some(response.status);
+                        if response.status >= 400 {
+                            record.outcome = Outcome::UpstreamError;
+                        }
+                    }
+                    Err(e) => record.failed(e.outcome(), e),
                 }
-                .into();
-            }
-            Err(e) => {
-                record.outcome = e.outcome().into();
-                record.detail = Some(e.to_string().chars().take(300).collect());
-            }
-        }
-        self.record(record);
-        result
+                result
+            },
+        )
+        .await
     }
 
     async fn call_api_inner(

@@ -196,7 +196,7 @@ fn audited_calls(broker: &broker::Broker) -> usize {
         .audit(&broker::audit::AuditFilter::default())
         .unwrap()
         .iter()
-        .filter(|r| r.kind == "call_api")
+        .filter(|r| r.kind == broker::audit::ActivityKind::CallApi)
         .count()
 }
 

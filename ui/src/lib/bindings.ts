@@ -138,15 +138,15 @@ export type Event = { "type": "session_changed", signed_in: boolean, account: st
 
 export type ClientRecord = { name: string, created_at: string, last_seen_at: string | null, };
 
-export type AuditRecord = { at: string, client: string | null, 
+export type AuditRecord = { at: string, client: string | null, kind: ActivityKind, resource: string | null, method: string | null, host: string | null, path: string | null, status: number | null, 
 /**
- * `call_api`, `list_connections`, `connect`, `token`.
+ * How long the action took, measured by [`audited`].
  */
-kind: string, resource: string | null, method: string | null, host: string | null, path: string | null, status: number | null, latency_ms: number, 
-/**
- * `ok`, `denied`, `needs_reconnect`, `error`, `refused`.
- */
-outcome: string, detail: string | null, };
+latency_ms: number, outcome: Outcome, detail: string | null, };
+
+export type ActivityKind = "call_api" | "list_connections" | "connect" | "token";
+
+export type Outcome = "ok" | "upstream_error" | "needs_reconnect" | "refused" | "declined" | "error";
 
 export type AppInfo = { running: boolean, 
 /**

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditFilter;
 use crate::{Broker, Provider, RoundKind, Status, TokenInfo};
 
-pub use crate::activity::AuditRecord;
+pub use crate::activity::{ActivityKind, AuditRecord, Outcome};
 pub use crate::clients::ClientRecord;
 pub use crate::config::{Config, UpstreamStrategy};
 pub use crate::consent::open_browser;

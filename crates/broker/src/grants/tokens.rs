@@ -8,7 +8,7 @@ use chrono::Utc;
 use secrecy::SecretString;
 
 use crate::BrokerError;
-use crate::audit::AuditRecord;
+use crate::audit::{ActivityKind, AuditRecord, Outcome, audited};
 use crate::catalog::Provider;
 use crate::config::UpstreamStrategy;
 use crate::db::GrantRecord;
@@ -147,18 +147,25 @@ impl Grants {
             return Ok(token);
         }
         check_backoff(&state, &provider.name)?;
-        let started = Instant::now();
-        let result = self.fetch_upstream(provider).await;
-        let mut record = AuditRecord::new("token", None);
-        record.resource = Some(resource.clone());
-        record.latency_ms = started.elapsed().as_millis() as u64;
-        if let Err(e) = &result {
-            record.outcome = "error".into();
-            record.detail = Some(e.to_string().chars().take(300).collect());
-        }
-        if let Err(e) = self.audit.record(record) {
-            tracing::error!(error = %e, "audit record lost");
-        }
+        let sink = |record| {
+            if let Err(e) = self.audit.record(record) {
+                tracing::error!(error = %e, "audit record lost");
+            }
+        };
+        let result = audited(
+            ActivityKind::Token,
+            None,
+            sink,
+            async |record: &mut AuditRecord| {
+                record.resource = Some(resource.clone());
+                let result = self.fetch_upstream(provider).await;
+                if let Err(e) = &result {
+                    record.failed(Outcome::Error, e);
+                }
+                result
+            },
+        )
+        .await;
         match result {
             Ok(tokens) => {
                 let granted = tokens

@@ -3,7 +3,7 @@
 //! No tool result ever carries a token.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::{InputResponses, RequestState};
@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::guard::AgentClient;
 use crate::Broker;
-use crate::audit::AuditRecord;
+use crate::audit::{ActivityKind, AuditRecord, Outcome, audited};
 use crate::upstream::ApiRequest;
 
 /// How long a consent round started by an agent waits for the user.
@@ -72,9 +72,9 @@ impl BrokerTools {
         &self,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let started = Instant::now();
         let client = client_of(&context);
-        let mut record = AuditRecord::new("list_connections", client.as_deref());
+        let sink = |record| self.broker.record(record);
+        audited(ActivityKind::ListConnections, client.as_deref(), sink, async |record: &mut AuditRecord| {
         let result = match self.broker.connections() {
             Ok(connections) => {
                 let text = if connections.is_empty() {
@@ -99,14 +99,13 @@ impl BrokerTools {
                 result
             }
             Err(e) => {
-                record.outcome = "error".into();
-                record.detail = Some(e.to_string());
+                record.failed(Outcome::Error, &e);
                 text_error(e.to_string())
             }
         };
-        record.latency_ms = started.elapsed().as_millis() as u64;
-        self.broker.record(record);
         Ok(result)
+        })
+        .await
     }
 
     #[tool(
@@ -152,9 +151,9 @@ impl BrokerTools {
         InputResponses(responses): InputResponses,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let started = Instant::now();
         let client = client_of(&context);
-        let mut record = AuditRecord::new("connect", client.as_deref());
+        let sink = |record| self.broker.record(record);
+        audited(ActivityKind::Connect, client.as_deref(), sink, async |record: &mut AuditRecord| {
         // 2026-07-28 second leg: the client answers the `input_required` we returned; the
         // request state is the round's opaque id.
         if let Some(round_id) = state {
@@ -168,7 +167,7 @@ impl BrokerTools {
                 "The user accepted; the connection completes in Keycard Broker once they approve in the browser. Call list_connections to see it.".to_string()
             } else {
                 self.broker.cancel_agent_connect(&round_id);
-                record.outcome = "declined".into();
+                record.outcome = Outcome::Declined;
                 format!(
                     "The user {}; nothing was changed.",
                     if action == "decline" {
@@ -178,8 +177,6 @@ impl BrokerTools {
                     }
                 )
             };
-            record.latency_ms = started.elapsed().as_millis() as u64;
-            self.broker.record(record);
             return Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into());
         }
         let round = match self
@@ -189,9 +186,7 @@ impl BrokerTools {
         {
             Ok(round) => round,
             Err(e) => {
-                record.outcome = "error".into();
-                record.detail = Some(e.to_string());
-                self.broker.record(record);
+                record.failed(Outcome::Error, &e);
                 return Ok(text_error(e.to_string()).into());
             }
         };
@@ -224,8 +219,6 @@ impl BrokerTools {
             });
             let mut requests = rmcp::model::InputRequests::new();
             requests.insert(CONSENT_KEY.to_string(), InputRequest::Elicitation(request));
-            record.latency_ms = started.elapsed().as_millis() as u64;
-            self.broker.record(record);
             return Ok(InputRequiredResult::new(Some(requests), Some(round.id)).into());
         }
         // URL elicitation when the client declared it (2025-11-25); otherwise — or when the
@@ -259,7 +252,7 @@ impl BrokerTools {
             Some(action) => {
                 // Declined or cancelled: forget the round so its link stops working.
                 self.broker.cancel_agent_connect(&round.id);
-                record.outcome = "declined".into();
+                record.outcome = Outcome::Declined;
                 let word = if action == ElicitationAction::Decline {
                     "declined"
                 } else {
@@ -277,9 +270,9 @@ impl BrokerTools {
                 }
             }
         };
-        record.latency_ms = started.elapsed().as_millis() as u64;
-        self.broker.record(record);
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
+        })
+        .await
     }
 }
 
