@@ -363,11 +363,7 @@ pub fn normalize_zone(value: &str) -> Result<String, ConfigError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("an issuer has no user info"));
     }
-    let loopback = matches!(
-        url.host(),
-        Some(url::Host::Ipv4(ip)) if ip.is_loopback()
-    ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-        || url.host_str() == Some("localhost");
+    let loopback = crate::net::is_loopback_url(&url);
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
@@ -423,6 +419,10 @@ mod tests {
         );
         assert!(normalize_zone("http://127.0.0.1:3000").is_ok());
         assert!(normalize_zone("http://evil.example").is_err());
+        // Loopback is decided by the one rule in `net` (RFC 6761 names included).
+        assert!(normalize_zone("http://localhost:3000").is_ok());
+        assert!(normalize_zone("http://[::1]:3000").is_ok());
+        assert!(normalize_zone("http://localhost.evil.example").is_err());
         assert!(normalize_zone("ftp://x").is_err());
         assert!(normalize_zone("https://a.b/?x=1").is_err());
         assert!(normalize_zone("").is_err());

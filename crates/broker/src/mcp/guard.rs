@@ -45,11 +45,7 @@ impl Guard {
         Guard {
             clients,
             paused,
-            hosts: vec![
-                format!("127.0.0.1:{port}"),
-                format!("localhost:{port}"),
-                format!("[::1]:{port}"),
-            ],
+            hosts: super::own_hosts(port),
             origins: own_origins(port),
         }
     }

@@ -21,24 +21,27 @@ pub fn mcp_url(port: u16) -> String {
 /// Largest MCP request body accepted (a `call_api` body plus JSON-RPC framing).
 pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
 
+/// The `Host` values the endpoint answers to: the loopback names of this port (the one list).
+pub fn own_hosts(port: u16) -> Vec<String> {
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .map(|host| format!("{host}:{port}"))
+        .collect()
+}
+
 /// Our own origins, the only ones a browser-borne request may carry.
 pub fn own_origins(port: u16) -> Vec<String> {
-    vec![
-        format!("http://127.0.0.1:{port}"),
-        format!("http://localhost:{port}"),
-        format!("http://[::1]:{port}"),
-    ]
+    own_hosts(port)
+        .iter()
+        .map(|host| format!("http://{host}"))
+        .collect()
 }
 
 /// The `/mcp` route: guard first (Host, Origin, bearer, query, size), then rmcp, which
 /// serves 2025-11-25 (sessions) and 2026-07-28 (stateless) from the one endpoint.
 pub fn router(broker: Arc<Broker>, port: u16) -> axum::Router {
     let mut config = StreamableHttpServerConfig::default();
-    config.allowed_hosts = vec![
-        format!("127.0.0.1:{port}"),
-        format!("localhost:{port}"),
-        format!("[::1]:{port}"),
-    ];
+    config.allowed_hosts = own_hosts(port);
     // An empty list would disable rmcp's own Origin check; ours runs first anyway.
     config.allowed_origins = own_origins(port);
     let tools_broker = broker.clone();
