@@ -26,25 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Configure the Keycard zone (issuer URL or zone id).
-    Init {
-        #[arg(long)]
-        zone: String,
-        /// A configured client id instead of dynamic registration.
-        #[arg(long, env = "KEYCARD_CLIENT_ID")]
-        client_id: Option<String>,
-        /// Read the application client secret from stdin (stored in the keychain only).
-        #[arg(long, requires = "client_id")]
-        client_secret_stdin: bool,
-        /// Loopback port for the callback (and MCP endpoint).
-        #[arg(long)]
-        port: Option<u16>,
-        /// The broker's resource identifier at the zone (default http://localhost:<port>/mcp).
-        #[arg(long)]
-        resource: Option<String>,
-        /// How provider tokens are obtained.
-        #[arg(long, value_enum)]
-        strategy: Option<Strategy>,
-    },
+    Init(InitArgs),
     /// Sign in to the Keycard zone in the system browser.
     Login(RoundArgs),
     /// Connect a provider (its consent runs through the zone).
@@ -148,6 +130,28 @@ pub enum ResourcesCommand {
     Remove { resource: String },
 }
 
+/// `init`'s options, as typed.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    #[arg(long)]
+    pub zone: String,
+    /// A configured client id instead of dynamic registration.
+    #[arg(long, env = "KEYCARD_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// Read the application client secret from stdin (stored in the keychain only).
+    #[arg(long, requires = "client_id")]
+    pub client_secret_stdin: bool,
+    /// Loopback port for the callback (and MCP endpoint).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The broker's resource identifier at the zone (default http://localhost:<port>/mcp).
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// How provider tokens are obtained.
+    #[arg(long, value_enum)]
+    pub strategy: Option<Strategy>,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct RoundArgs {
     /// Print the authorization URL as the first stdout line instead of opening a browser
@@ -206,7 +210,7 @@ impl Command {
             Command::Serve { .. } => Subject::Serve,
             Command::Pause | Command::Resume => Subject::RunningBroker,
             Command::Stdio { client } => Subject::Bridge(client.clone()),
-            Command::Init { .. } => Subject::Init,
+            Command::Init(_) => Subject::Init,
             Command::Login(_)
             | Command::Status
             | Command::Logout
@@ -372,9 +376,9 @@ mod tests {
             ),
         ] {
             let cli = parse(&["init", "--zone", "acme", "--strategy", name]).unwrap();
-            let Command::Init {
+            let Command::Init(InitArgs {
                 strategy: Some(s), ..
-            } = cli.command
+            }) = cli.command
             else {
                 panic!("{name}: {:?}", cli.command);
             };

@@ -242,7 +242,7 @@ pub async fn configure_zone(
         settings.confidential = settings.client_id.is_some();
     }
     let switching = previous.as_ref().is_some_and(|p| p.issuer != issuer);
-    let signed_out_previous = switching && broker.status()?.session != "signed_out";
+    let signed_out_previous = switching && broker.status()?.session != crate::Session::SignedOut;
     if signed_out_previous {
         broker.logout().await?;
     }

@@ -24,24 +24,7 @@ pub struct Ctx {
 
 pub async fn run(command: Command, ctx: Ctx) -> Result<(), Fail> {
     match command {
-        Command::Init {
-            zone,
-            client_id,
-            client_secret_stdin,
-            port,
-            resource,
-            strategy,
-        } => {
-            let change = session::ZoneArgs {
-                zone,
-                client_id,
-                client_secret_stdin,
-                port,
-                resource,
-                strategy,
-            };
-            session::init(&ctx, change).await
-        }
+        Command::Init(args) => session::init(&ctx, args).await,
         Command::Login(round) => session::login(&ctx, round).await,
         Command::Status => session::status(&ctx).await,
         Command::Logout => session::logout(&ctx).await,

@@ -7,20 +7,10 @@ use broker::{Broker, Status, control};
 use secrecy::SecretString;
 
 use super::{Ctx, execute};
-use crate::args::{RoundArgs, Strategy};
+use crate::args::{InitArgs, RoundArgs};
 use crate::output::{self, Fail, expect_reply, say};
 
-/// `init`'s options, as typed.
-pub struct ZoneArgs {
-    pub zone: String,
-    pub client_id: Option<String>,
-    pub client_secret_stdin: bool,
-    pub port: Option<u16>,
-    pub resource: Option<String>,
-    pub strategy: Option<Strategy>,
-}
-
-pub async fn init(ctx: &Ctx, args: ZoneArgs) -> Result<(), Fail> {
+pub async fn init(ctx: &Ctx, args: InitArgs) -> Result<(), Fail> {
     let client_secret = if args.client_secret_stdin {
         Some(read_secret_line(std::io::stdin().lock())?)
     } else {
