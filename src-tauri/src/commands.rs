@@ -15,18 +15,12 @@ use crate::{DEMO_ZONE, Shell};
 
 /// The command handler for the window (generic so the mock runtime can test it).
 pub fn handler<R: Runtime>() -> impl Fn(Invoke<R>) -> bool + Send + Sync + 'static {
-    tauri::generate_handler![
-        api,
-        configure_zone,
-        app_info,
-        save_export,
-        autostart,
-        quit_app
-    ]
+    tauri::generate_handler![api, configure_zone, app_info, autostart, quit_app]
 }
 
 /// One engine operation. Browser rounds announce their URL to the window and the browser;
-/// client set-up points stdio-only clients at the CLI installed next to this app.
+/// client set-up points stdio-only clients at the CLI installed next to this app; exports go
+/// to the Downloads folder.
 #[tauri::command]
 async fn api<R: Runtime>(
     app: AppHandle<R>,
@@ -47,6 +41,21 @@ async fn api<R: Runtime>(
             stdio_command: cli_exe(),
             write,
             replace,
+        },
+        Request::ExportActivity {
+            client,
+            resource,
+            outcome,
+            since,
+            format,
+            ..
+        } => Request::ExportActivity {
+            client,
+            resource,
+            outcome,
+            since,
+            format,
+            to: downloads(&app)?,
         },
         other => other,
     };
@@ -124,21 +133,8 @@ fn cli_exe() -> String {
         .unwrap_or_else(|| "keycard-broker".into())
 }
 
-/// Writes an activity export (CSV or JSON text made by the window) to the Downloads folder.
-#[tauri::command]
-fn save_export<R: Runtime>(
-    app: AppHandle<R>,
-    format: String,
-    content: String,
-) -> Result<String, Failure> {
-    let ext = match format.as_str() {
-        "csv" | "json" => format,
-        _ => {
-            return Err(Failure::invalid(format!(
-                "unknown export format {format:?}"
-            )));
-        }
-    };
+/// The Downloads folder (the home folder when there is none), created if missing.
+fn downloads<R: Runtime>(app: &AppHandle<R>) -> Result<String, Failure> {
     let dir = app
         .path()
         .download_dir()
@@ -149,20 +145,15 @@ fn save_export<R: Runtime>(
                 format!("cannot find the Downloads folder: {e}"),
             )
         })?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let path = dir.join(format!("keycard-broker-activity-{stamp}.{ext}"));
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&path, content))
-        .map_err(|e| {
-            Failure::new(
-                ErrorCode::Internal,
-                format!("cannot write {}: {e}", path.display()),
-            )
-        })?;
-    Ok(path.display().to_string())
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Failure::new(
+            ErrorCode::Storage,
+            format!("cannot create {}: {e}", dir.display()),
+        )
+    })?;
+    dir.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| Failure::invalid("the Downloads folder's path is not valid UTF-8"))
 }
 
 /// Start at login: reads it, or sets it first when `enabled` is given.

@@ -10,11 +10,11 @@ mod tray;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use broker::api::{ErrorCode, Failure};
+use broker::api::{ErrorCode, Failure, Serving};
 use broker::{Broker, BrokerError, Config};
 use serde_json::Value;
 use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, WindowEvent};
-use tokio::sync::{RwLock, oneshot, watch};
+use tokio::sync::{RwLock, watch};
 
 pub use commands::handler;
 
@@ -28,11 +28,12 @@ pub const EVENT_BROKER: &str = "broker-event";
 pub const EVENT_AUTH_URL: &str = "auth-url";
 pub const EVENT_ENGINE: &str = "engine-changed";
 
-/// One running engine: the broker, its control socket and its event forwarder.
+/// One running engine: the broker, what serves it and its event forwarder.
 struct Engine {
     broker: Arc<Broker>,
-    stop_control: Option<oneshot::Sender<()>>,
-    tasks: Vec<tauri::async_runtime::JoinHandle<()>>,
+    /// Loopback listener and control socket; none for a shell over a bare broker (tests).
+    serving: Option<Serving>,
+    forward: Option<tauri::async_runtime::JoinHandle<()>>,
 }
 
 /// App state shared by commands, tray and event forwarder.
@@ -67,8 +68,8 @@ impl Shell {
         if let Ok(mut slot) = shell.engine.try_write() {
             *slot = Some(Engine {
                 broker,
-                stop_control: None,
-                tasks: Vec::new(),
+                serving: None,
+                forward: None,
             });
         }
         shell.ready.send_replace(true);
@@ -82,9 +83,9 @@ impl Shell {
         if let Some(engine) = self.engine.read().await.as_ref() {
             return Ok(engine.broker.clone());
         }
-        Err(self
-            .error()
-            .unwrap_or_else(|| Failure::new(ErrorCode::Internal, "Keycard Broker is not running")))
+        Err(self.error().unwrap_or_else(|| {
+            Failure::new(ErrorCode::NotRunning, "Keycard Broker is not running")
+        }))
     }
 
     pub fn error(&self) -> Option<Failure> {
@@ -133,35 +134,35 @@ impl Shell {
             .read()
             .await
             .as_ref()
-            .is_some_and(|e| e.stop_control.is_some())
+            .is_some_and(|e| e.serving.is_some())
     }
 
     /// Swaps in another broker without listener (unit tests).
     async fn replace(&self, broker: Arc<Broker>) {
         *self.engine.write().await = Some(Engine {
             broker,
-            stop_control: None,
-            tasks: Vec::new(),
+            serving: None,
+            forward: None,
         });
     }
 
-    /// Stops the running engine: control socket, forwarder, loopback listener.
+    /// Stops the running engine: forwarder, control socket, loopback listener.
     pub async fn stop(&self) {
         let engine = self.engine.write().await.take();
-        if let Some(mut engine) = engine {
-            if let Some(stop) = engine.stop_control.take() {
-                let _ = stop.send(());
+        if let Some(engine) = engine {
+            if let Some(forward) = engine.forward {
+                forward.abort();
             }
-            for task in engine.tasks.drain(..) {
-                task.abort();
+            match engine.serving {
+                Some(serving) => serving.stop().await,
+                None => engine.broker.shutdown().await,
             }
-            engine.broker.shutdown().await;
         }
     }
 }
 
-/// Opens the engine from `config` (reusing `vault` when given), starts the loopback listener
-/// with the MCP endpoint and the control socket, and forwards its events.
+/// Opens the engine from `config` (reusing `vault` when given), serves it (loopback listener
+/// with the MCP endpoint, control socket) and forwards its events.
 pub async fn start_engine<R: Runtime>(
     app: &AppHandle<R>,
     config: Config,
@@ -169,26 +170,12 @@ pub async fn start_engine<R: Runtime>(
 ) -> Result<(), BrokerError> {
     let shell = app.state::<Shell>();
     shell.stop().await;
-    let port = config.port();
-    let socket = broker::control::socket_path(&config.paths.data_dir);
     let broker = Arc::new(match vault {
         Some(vault) => Broker::with_vault(config, vault)?,
         None => Broker::open(config).await?,
     });
     let mut events = broker.subscribe();
-    broker
-        .start_with(broker::mcp::router(broker.clone(), port))
-        .await?;
-    let (stop_control, stopped) = oneshot::channel::<()>();
-    let control_broker = broker.clone();
-    let control = tauri::async_runtime::spawn(async move {
-        let stop = async {
-            let _ = stopped.await;
-        };
-        if let Err(e) = broker::control::serve(control_broker, socket, stop).await {
-            tracing::warn!(error = %e, "control socket not served; CLI admin commands act on the store directly");
-        }
-    });
+    let serving = Serving::start(broker.clone()).await?;
     let forward_app = app.clone();
     let forward = tauri::async_runtime::spawn(async move {
         loop {
@@ -205,8 +192,8 @@ pub async fn start_engine<R: Runtime>(
     });
     *shell.engine.write().await = Some(Engine {
         broker,
-        stop_control: Some(stop_control),
-        tasks: vec![control, forward],
+        serving: Some(serving),
+        forward: Some(forward),
     });
     shell.set_error(None);
     shell.ready.send_replace(true);

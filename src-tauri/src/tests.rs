@@ -342,7 +342,12 @@ fn audit_and_admin_errors_are_typed() {
         err["message"].as_str().unwrap().contains("not available"),
         "{err}"
     );
-    let err = invoke(&h, "save_export", json!({"format": "exe", "content": ""})).unwrap_err();
+    let err = api(
+        &h,
+        json!({"op": "export_activity", "format": "exe", "to": "", "client": null,
+               "resource": null, "since": null}),
+    )
+    .unwrap_err();
     assert_eq!(code(&err), "invalid_input", "{err}");
     let err = api(&h, json!({"op": "login", "timeout_secs": 1})).unwrap_err();
     assert_eq!(code(&err), "not_configured", "{err}");
@@ -350,6 +355,36 @@ fn audit_and_admin_errors_are_typed() {
         !err["message"].as_str().unwrap().contains("keycard-broker "),
         "no CLI advice in the window: {err}"
     );
+}
+
+#[test]
+fn export_from_the_tray_is_the_engine_export_into_downloads() {
+    let h = harness();
+    let mut mine =
+        broker::api::AuditRecord::new(broker::api::ActivityKind::CallApi, Some("cursor"));
+    mine.path = Some("=cmd|' /C calc'!A0".into());
+    h.broker.record(mine);
+    let mut other =
+        broker::api::AuditRecord::new(broker::api::ActivityKind::CallApi, Some("codex"));
+    other.outcome = broker::api::Outcome::Refused;
+    h.broker.record(other);
+    // Whatever folder the window names, the shell writes to Downloads.
+    let exported = api(
+        &h,
+        json!({"op": "export_activity", "format": "csv", "to": "/etc", "client": "cursor",
+               "resource": null, "outcome": "ok", "since": null}),
+    )
+    .unwrap();
+    let path = std::path::PathBuf::from(exported["path"].as_str().unwrap());
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(!path.starts_with("/etc"), "{path:?}");
+    assert_eq!(exported["records"], 1);
+    assert!(
+        text.contains(",cursor,") && !text.contains("codex"),
+        "{text}"
+    );
+    assert!(text.contains(",'=cmd|"), "a formula stays text: {text}");
 }
 
 #[test]
@@ -498,6 +533,8 @@ fn bindings() -> String {
         api::AuditRecord,
         api::ActivityKind,
         api::Outcome,
+        api::ExportFormat,
+        api::Exported,
         crate::commands::AppInfo,
     );
     out

@@ -14,6 +14,7 @@ the zone no longer grants write -> the row needs reconnect -> Reconnect -> conne
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -286,6 +287,17 @@ def run(app, issuer, fixture, resource, port):
     wait_for("the call in Activity", lambda: "e2e-agent" in app.find("[data-testid=activity-table]").text)
     assert "/api/items" in app.find("[data-testid=activity-table]").text
     app.shot("4-activity")
+    # Export: the engine writes the file (Downloads folder) and the window says where.
+    app.click("#export-csv")
+    wait_for("the export", lambda: app.finds("[data-testid=export-result]"))
+    saved = app.find("[data-testid=export-result]").text
+    m = re.match(r"Saved (\d+) records to (.+\.csv)$", saved.strip())
+    assert m and int(m.group(1)) >= 1, saved
+    with open(m.group(2), encoding="utf-8") as f:
+        csv_text = f.read()
+    os.remove(m.group(2))
+    assert csv_text.startswith("at,client,kind,resource,"), csv_text[:200]
+    assert "e2e-agent" in csv_text and "/api/items" in csv_text, csv_text
 
     # The zone narrows the grant below what the consent asks for (read write): needs reconnect.
     requests.post(f"{issuer}/__control/narrow", json={"resource": resource, "scopes": ["read"]}, timeout=TIMEOUT).raise_for_status()

@@ -14,6 +14,7 @@ use crate::events::{Event, Events};
 pub struct AuditFilter {
     pub client: Option<String>,
     pub resource: Option<String>,
+    pub outcome: Option<Outcome>,
     pub since: Option<DateTime<Utc>>,
     pub limit: Option<u32>,
 }
@@ -168,6 +169,7 @@ impl Audit {
                 "SELECT at, client, kind, resource, method, host, path, status, latency_ms, outcome, detail
                  FROM audit
                  WHERE (?1 IS NULL OR client = ?1) AND (?2 IS NULL OR resource = ?2) AND (?3 IS NULL OR at >= ?3)
+                   AND (?5 IS NULL OR outcome = ?5)
                  ORDER BY id DESC LIMIT ?4",
             )?;
             let rows = stmt.query_map(
@@ -175,7 +177,8 @@ impl Audit {
                     f.client,
                     f.resource,
                     f.since.map(|t| t.to_rfc3339()),
-                    f.limit.unwrap_or(1000)
+                    f.limit.unwrap_or(1000),
+                    f.outcome
                 ],
                 |r| {
                     Ok((
@@ -281,5 +284,20 @@ mod tests {
             })
             .unwrap();
         assert!(later.is_empty());
+        let failed = audit
+            .query(&AuditFilter {
+                outcome: Some(Outcome::UpstreamError),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(failed.is_empty(), "both records are ok");
+        let ok = audit
+            .query(&AuditFilter {
+                outcome: Some(Outcome::Ok),
+                limit: Some(1),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ok.len(), 1);
     }
 }

@@ -31,20 +31,22 @@ pub fn socket_path(broker_data_dir: &Path) -> PathBuf {
 }
 
 #[cfg(unix)]
-pub use unix::{call, serve};
+pub use unix::{ControlSocket, bind, call};
 
 #[cfg(unix)]
 mod unix {
     use super::*;
     use tokio::net::{UnixListener, UnixStream};
 
-    /// Serves the control socket until `stop` resolves. A stale socket file from a crashed
-    /// broker is replaced; a live one means another broker owns this home.
-    pub async fn serve(
-        broker: Arc<Broker>,
+    /// The control socket, bound and owned by this broker; removed when dropped.
+    pub struct ControlSocket {
+        listener: UnixListener,
         path: PathBuf,
-        stop: impl std::future::Future<Output = ()>,
-    ) -> Result<(), BrokerError> {
+    }
+
+    /// Binds the control socket (0600). A stale socket file from a crashed broker is
+    /// replaced; a live one means another broker owns this home.
+    pub async fn bind(path: PathBuf) -> Result<ControlSocket, BrokerError> {
         let listen_err =
             |e: std::io::Error| BrokerError::ControlSocket(format!("{}: {e}", path.display()));
         if path.exists() {
@@ -54,28 +56,42 @@ mod unix {
             std::fs::remove_file(&path).map_err(listen_err)?;
         }
         let listener = UnixListener::bind(&path).map_err(listen_err)?;
+        let socket = ControlSocket { listener, path };
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(listen_err)?;
+            std::fs::set_permissions(&socket.path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| {
+                    BrokerError::ControlSocket(format!("{}: {e}", socket.path.display()))
+                })?;
         }
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                accepted = listener.accept() => {
-                    match accepted {
-                        Ok((stream, _)) => {
-                            let broker = broker.clone();
-                            tokio::spawn(async move { session(broker, stream).await });
+        Ok(socket)
+    }
+
+    impl ControlSocket {
+        /// Answers admin requests until `stop` resolves.
+        pub async fn serve(self, broker: Arc<Broker>, stop: impl std::future::Future<Output = ()>) {
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    accepted = self.listener.accept() => {
+                        match accepted {
+                            Ok((stream, _)) => {
+                                let broker = broker.clone();
+                                tokio::spawn(async move { session(broker, stream).await });
+                            }
+                            Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
                         }
-                        Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
                     }
                 }
             }
         }
-        let _ = std::fs::remove_file(&path);
-        Ok(())
+    }
+
+    impl Drop for ControlSocket {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 
     async fn session(broker: Arc<Broker>, stream: UnixStream) {
@@ -178,14 +194,20 @@ pub async fn call(
     None
 }
 
+/// The control socket (not built on this platform yet: admin commands act on the store).
 #[cfg(not(unix))]
-pub async fn serve(
-    _broker: Arc<Broker>,
-    _path: PathBuf,
-    stop: impl std::future::Future<Output = ()>,
-) -> Result<(), BrokerError> {
-    stop.await;
-    Ok(())
+pub struct ControlSocket;
+
+#[cfg(not(unix))]
+pub async fn bind(_path: PathBuf) -> Result<ControlSocket, BrokerError> {
+    Ok(ControlSocket)
+}
+
+#[cfg(not(unix))]
+impl ControlSocket {
+    pub async fn serve(self, _broker: Arc<Broker>, stop: impl std::future::Future<Output = ()>) {
+        stop.await;
+    }
 }
 
 #[cfg(test)]

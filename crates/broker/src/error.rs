@@ -91,6 +91,12 @@ pub enum ErrorCode {
     AlreadyExists,
     /// Set-up is incomplete (no zone, no client secret, no home directory).
     NotConfigured,
+    /// The operation needs the serving broker (CLI `serve` or the tray app) and none runs.
+    NotRunning,
+    /// Another broker already serves this home (its control socket answers).
+    AlreadyRunning,
+    /// The broker refused an agent client's credentials (unknown, reissued or removed).
+    Unauthorized,
     /// The config file cannot be read or written.
     ConfigFile,
     NotSignedIn,
@@ -129,6 +135,9 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::NotConfigured => "not_configured",
+            ErrorCode::NotRunning => "not_running",
+            ErrorCode::AlreadyRunning => "already_running",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::ConfigFile => "config_file",
             ErrorCode::NotSignedIn => "not_signed_in",
             ErrorCode::NotConnected => "not_connected",
@@ -208,7 +217,8 @@ impl BrokerError {
             | BrokerError::ResourceNotRegistered(_)
             | BrokerError::ZoneSetup { .. } => C::ZoneSetup,
             BrokerError::MissingClientSecret => C::NotConfigured,
-            BrokerError::PortInUse(_) | BrokerError::AlreadyRunning(_) => C::PortInUse,
+            BrokerError::PortInUse(_) => C::PortInUse,
+            BrokerError::AlreadyRunning(_) => C::AlreadyRunning,
             BrokerError::Listen { .. } | BrokerError::ControlSocket(_) => C::PortUnavailable,
             BrokerError::TooManyRounds(_) => C::Busy,
             BrokerError::Internal(_) => C::Internal,

@@ -20,6 +20,7 @@ pub mod logging;
 pub mod mcp;
 pub mod net;
 mod overview;
+pub mod policy;
 pub mod status;
 pub mod upstream;
 pub mod vault;
@@ -147,11 +148,15 @@ impl Broker {
 
     /// Binds `127.0.0.1:<port>` and serves the callback route. Idempotent.
     pub async fn start(&self) -> Result<SocketAddr, BrokerError> {
-        self.start_with(axum::Router::new()).await
+        self.start_with(|_| axum::Router::new()).await
     }
 
-    /// Like [`Broker::start`], with more routes on the same listener (the MCP endpoint).
-    pub async fn start_with(&self, extra: axum::Router) -> Result<SocketAddr, BrokerError> {
+    /// Like [`Broker::start`], with more routes on the same listener (the MCP endpoint),
+    /// made for the port actually bound (port 0 in the config means any free port).
+    pub async fn start_with(
+        &self,
+        extra: impl FnOnce(u16) -> axum::Router,
+    ) -> Result<SocketAddr, BrokerError> {
         let mut slot = self.listener.lock().await;
         if let Some(listener) = slot.as_ref() {
             return Ok(listener.addr);
@@ -171,7 +176,7 @@ impl Broker {
             reason: e.to_string(),
         })?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = self.router().merge(extra);
+        let app = self.router().merge(extra(addr.port()));
         // Small JSON-RPC answers go out in several writes (SSE priming, then the result);
         // without TCP_NODELAY, Nagle holds the last one for the client's delayed ACK (~40 ms).
         let tcp = axum::serve::ListenerExt::tap_io(tcp, |stream| {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use broker::api::UpstreamStrategy;
+use broker::api::{ExportFormat, Outcome, UpstreamStrategy};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -61,17 +61,7 @@ pub enum Command {
         command: ClientsCommand,
     },
     /// What agents did: tool calls and token acquisitions, newest first.
-    Audit {
-        #[arg(long)]
-        client: Option<String>,
-        #[arg(long)]
-        resource: Option<String>,
-        /// RFC 3339 time, or a span back from now: 30m, 2h, 7d.
-        #[arg(long, value_parser = parse_since)]
-        since: Option<DateTime<Utc>>,
-        #[arg(long)]
-        limit: Option<u32>,
-    },
+    Audit(AuditArgs),
     /// What this broker is and where it keeps its config, data and logs (no secrets).
     About,
     /// stdio ↔ HTTP bridge for stdio-only MCP clients (Claude Desktop).
@@ -128,6 +118,32 @@ pub enum ResourcesCommand {
     List,
     /// Remove a custom resource (revoking its connection).
     Remove { resource: String },
+}
+
+/// `audit`'s filter, and where an export goes.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    pub client: Option<String>,
+    /// A provider's resource identifier.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Only what ended this way: ok, upstream_error, needs_reconnect, refused, declined, error.
+    #[arg(long, value_parser = parse_outcome)]
+    pub outcome: Option<Outcome>,
+    /// RFC 3339 time, or a span back from now: 30m, 2h, 7d.
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many records (1000 unless given).
+    #[arg(long, conflicts_with = "export")]
+    pub limit: Option<u32>,
+    /// Write every matching record to a file instead: csv or json.
+    #[arg(long, value_parser = parse_export_format)]
+    pub export: Option<ExportFormat>,
+    /// Where the export goes: a folder (the file gets a dated name) or a new file's path.
+    /// The current folder unless given.
+    #[arg(long, requires = "export")]
+    pub to: Option<PathBuf>,
 }
 
 /// `init`'s options, as typed.
@@ -214,7 +230,7 @@ impl Command {
             Command::Login(_)
             | Command::Status
             | Command::Logout
-            | Command::Audit { .. }
+            | Command::Audit(_)
             | Command::About => Subject::General,
         }
     }
@@ -228,6 +244,22 @@ pub fn parse_kind(value: &str) -> Result<String, String> {
     }
     let known: Vec<&str> = kinds.iter().map(|k| k.kind.as_str()).collect();
     Err(format!("use one of: {}", known.join(", ")))
+}
+
+/// `--outcome`: one of the words the activity log stores.
+pub fn parse_outcome(value: &str) -> Result<Outcome, String> {
+    Outcome::parse(value).ok_or_else(|| {
+        "use one of: ok, upstream_error, needs_reconnect, refused, declined, error".to_string()
+    })
+}
+
+/// `--export`: csv or json.
+pub fn parse_export_format(value: &str) -> Result<ExportFormat, String> {
+    match value {
+        "csv" => Ok(ExportFormat::Csv),
+        "json" => Ok(ExportFormat::Json),
+        _ => Err("use csv or json".to_string()),
+    }
 }
 
 /// `--since`: RFC 3339, or `30m` / `2h` / `7d` back from now.
@@ -344,10 +376,41 @@ mod tests {
     #[test]
     fn since_is_a_usage_error_on_the_command_line() {
         let cli = parse(&["audit", "--since", "2h"]).unwrap();
-        assert!(matches!(cli.command, Command::Audit { since: Some(_), .. }));
+        assert!(matches!(
+            cli.command,
+            Command::Audit(AuditArgs { since: Some(_), .. })
+        ));
         let e = parse(&["audit", "--since", "99999999999999d"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
         assert!(e.to_string().contains("--since"), "{e}");
+    }
+
+    #[test]
+    fn audit_filters_and_export_parse_or_are_usage_errors() {
+        let cli = parse(&[
+            "audit",
+            "--outcome",
+            "refused",
+            "--export",
+            "csv",
+            "--to",
+            "x",
+        ])
+        .unwrap();
+        let Command::Audit(args) = cli.command else {
+            panic!("not audit")
+        };
+        assert_eq!(args.outcome, Some(Outcome::Refused));
+        assert_eq!(args.export, Some(ExportFormat::Csv));
+        assert_eq!(args.to, Some(PathBuf::from("x")));
+        for bad in [
+            &["audit", "--outcome", "fine"][..],
+            &["audit", "--export", "xlsx"],
+            &["audit", "--to", "x"],
+            &["audit", "--export", "csv", "--limit", "3"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub fn exit_code(code: ErrorCode) -> u8 {
     match code {
         C::InvalidInput | C::NotFound | C::AlreadyExists => 1,
         C::NotConfigured
+        | C::NotRunning
+        | C::Unauthorized
         | C::NotSignedIn
         | C::NotConnected
         | C::NeedsReconnect
@@ -118,6 +120,7 @@ pub fn exit_code(code: ErrorCode) -> u8 {
         | C::DiskFull
         | C::Storage
         | C::PortInUse
+        | C::AlreadyRunning
         | C::PortUnavailable
         | C::Internal => 5,
     }
@@ -139,12 +142,18 @@ pub fn hint(code: ErrorCode, resource: Option<&str>, subject: &Subject) -> Optio
         (C::NotSignedIn, _) => "Run `keycard-broker login`.".to_string(),
         (C::NotConnected, _) => format!("Run `keycard-broker connect {resource}`."),
         (C::NeedsReconnect, _) => format!("Run `keycard-broker reconnect {resource}`."),
-        (C::NotConfigured, Subject::RunningBroker) => {
-            "Start `keycard-broker serve` (or the tray app) first.".to_string()
+        (C::NotRunning, _) => "Start `keycard-broker serve` (or the tray app) first.".to_string(),
+        (C::AlreadyRunning, _) => {
+            "Stop the other Keycard Broker (`serve` or the tray app) for this home first."
+                .to_string()
         }
-        (C::NotConfigured, Subject::Bridge(client)) => format!(
+        (C::NotConfigured | C::Unauthorized, Subject::Bridge(client)) => format!(
             "Run `keycard-broker clients config claude-desktop {client} --write` to store its token."
         ),
+        (C::Unauthorized, _) => {
+            "Give the client a new token with `keycard-broker clients config KIND NAME`."
+                .to_string()
+        }
         (C::NotConfigured, _) => "Run `keycard-broker init --zone ZONE` (an issuer URL or zone id)."
             .to_string(),
         (C::NotFound, Subject::Resource(_) | Subject::Resources) => {
@@ -322,11 +331,13 @@ mod tests {
 
     /// Every code, in the order of the README's table. The match makes a new code a compile
     /// error here until it is added.
-    const ALL: [ErrorCode; 23] = [
+    const ALL: [ErrorCode; 26] = [
         C::InvalidInput,
         C::NotFound,
         C::AlreadyExists,
         C::NotConfigured,
+        C::NotRunning,
+        C::Unauthorized,
         C::NotSignedIn,
         C::NotConnected,
         C::NeedsReconnect,
@@ -344,6 +355,7 @@ mod tests {
         C::DiskFull,
         C::Storage,
         C::PortInUse,
+        C::AlreadyRunning,
         C::PortUnavailable,
         C::Internal,
     ];
@@ -355,6 +367,9 @@ mod tests {
             | C::NotFound
             | C::AlreadyExists
             | C::NotConfigured
+            | C::NotRunning
+            | C::AlreadyRunning
+            | C::Unauthorized
             | C::ConfigFile
             | C::NotSignedIn
             | C::NotConnected
@@ -387,6 +402,8 @@ mod tests {
                 ("not_found", 1),
                 ("already_exists", 1),
                 ("not_configured", 2),
+                ("not_running", 2),
+                ("unauthorized", 2),
                 ("not_signed_in", 2),
                 ("not_connected", 2),
                 ("needs_reconnect", 2),
@@ -404,6 +421,7 @@ mod tests {
                 ("disk_full", 5),
                 ("storage", 5),
                 ("port_in_use", 5),
+                ("already_running", 5),
                 ("port_unavailable", 5),
                 ("internal", 5),
             ]
@@ -461,10 +479,18 @@ mod tests {
                 Some("Run `keycard-broker init --zone ZONE` (an issuer URL or zone id)."),
             ),
             (
-                C::NotConfigured,
+                C::NotRunning,
                 None,
                 Subject::RunningBroker,
                 Some("Start `keycard-broker serve` (or the tray app) first."),
+            ),
+            (
+                C::Unauthorized,
+                None,
+                Subject::Bridge("desk".into()),
+                Some(
+                    "Run `keycard-broker clients config claude-desktop desk --write` to store its token.",
+                ),
             ),
             (
                 C::NotConfigured,

@@ -106,8 +106,8 @@ async fn every_command_answers_in_json_without_a_zone() {
         ),
         (vec!["audit"], Want::Ok("", json!([]))),
         (vec!["audit", "--since", "5x"], Want::Err("invalid_input")),
-        (vec!["pause"], Want::Err("not_configured")),
-        (vec!["resume"], Want::Err("not_configured")),
+        (vec!["pause"], Want::Err("not_running")),
+        (vec!["resume"], Want::Err("not_running")),
         (
             vec!["stdio", "--client", "desk"],
             Want::Err("not_configured"),

@@ -2,7 +2,19 @@
 // the events the shell forwards from it. No polling.
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
-import type { About, AppInfo as RawAppInfo, ClientKind, ClientSetup, Event, Failure, Reply, Request, Status } from './bindings';
+import type {
+  About,
+  AppInfo as RawAppInfo,
+  ClientKind,
+  ClientSetup,
+  Event,
+  ExportFormat,
+  Failure,
+  Outcome,
+  Reply,
+  Request,
+  Status,
+} from './bindings';
 
 export type { ClientKind, Failure };
 
@@ -94,9 +106,21 @@ export const api = {
   addClient: (name: string, kind: string, write: boolean) => api.setupClient(name, kind, write, false),
   issueClient: (name: string, kind: string, write: boolean) => api.setupClient(name, kind, write, true),
   removeClient: (name: string) => call({ op: 'clients_remove', name }, 'done'),
-  audit: () => call({ op: 'audit', client: null, resource: null, since: null, limit: 1000 }, 'activity'),
-  saveExport: (format: 'csv' | 'json', content: string) =>
-    invoke<string>('save_export', { format, content }),
+  audit: () => call({ op: 'audit', client: null, resource: null, outcome: null, since: null, limit: 1000 }, 'activity'),
+  /** Every record the filter selects, written by the engine to the Downloads folder. */
+  exportActivity: (format: ExportFormat, filter: { client: string; resource: string; outcome: string }) =>
+    call(
+      {
+        op: 'export_activity',
+        client: filter.client || null,
+        resource: filter.resource || null,
+        outcome: (filter.outcome || null) as Outcome | null,
+        since: null,
+        format,
+        to: '',
+      },
+      'exported',
+    ),
   autostart: (enabled?: boolean) => invoke<boolean>('autostart', { enabled }),
   quit: () => invoke<null>('quit_app'),
 };

@@ -12,8 +12,6 @@ import {
   statusLabel,
   statusWords,
   suggestClientName,
-  toCsv,
-  toJson,
   type AuditRecord,
   type Provider,
   type Status,
@@ -156,19 +154,6 @@ describe('activity', () => {
     expect(filterAudit(records, { client: 'cursor', provider: '', outcome: 'error' })).toHaveLength(0);
     expect(distinct(records, 'client')).toEqual(['codex', 'cursor']);
     expect(distinct(records, 'outcome')).toEqual(['error', 'needs_reconnect', 'ok']);
-  });
-
-  it('exports CSV with quoting and no formula injection', () => {
-    const csv = toCsv([record({ detail: 'said "no", twice\nreally', path: '=HYPERLINK("x")' })]);
-    const [header, row] = csv.split('\r\n');
-    expect(header).toBe('at,client,kind,resource,method,host,path,status,latency_ms,outcome,detail');
-    expect(row).toContain(`"'=HYPERLINK(""x"")"`);
-    expect(csv).toContain('"said ""no"", twice\nreally"');
-    expect(toCsv([])).toBe(header + '\r\n');
-  });
-
-  it('exports JSON that parses back', () => {
-    expect(JSON.parse(toJson(records))).toEqual(records);
   });
 
   it('buckets calls per provider over time', () => {

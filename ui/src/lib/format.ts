@@ -139,38 +139,6 @@ export function distinct(records: AuditRecord[], key: 'client' | 'resource' | 'o
   return [...new Set(records.map((r) => r[key]).filter((v): v is string => !!v))].sort();
 }
 
-export const AUDIT_COLUMNS: (keyof AuditRecord)[] = [
-  'at',
-  'client',
-  'kind',
-  'resource',
-  'method',
-  'host',
-  'path',
-  'status',
-  'latency_ms',
-  'outcome',
-  'detail',
-];
-
-function csvCell(v: unknown): string {
-  if (v === null || v === undefined) return '';
-  let s = String(v);
-  // Spreadsheet formula injection: a cell that starts like a formula is kept as text.
-  if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
-export function toCsv(records: AuditRecord[]): string {
-  const lines = [AUDIT_COLUMNS.join(',')];
-  for (const r of records) lines.push(AUDIT_COLUMNS.map((c) => csvCell(r[c])).join(','));
-  return lines.join('\r\n') + '\r\n';
-}
-
-export function toJson(records: AuditRecord[]): string {
-  return JSON.stringify(records, null, 2) + '\n';
-}
-
 export interface Series {
   key: string;
   counts: number[];

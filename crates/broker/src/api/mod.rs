@@ -3,7 +3,9 @@
 //! a typed [`Reply`] or a [`Failure`] with a stable [`ErrorCode`]: an operation both shells
 //! offer exists once, here. Shells parse input, render output and add their own advice by code.
 
+mod export;
 mod failure;
+mod serving;
 mod setup;
 
 use std::sync::Arc;
@@ -22,7 +24,9 @@ pub use crate::consent::open_browser;
 pub use crate::error::ErrorCode;
 pub use crate::vault::Vault;
 pub use crate::zone::split_scopes;
+pub use export::{ExportFormat, Exported};
 pub use failure::Failure;
+pub use serving::Serving;
 pub use setup::{
     About, ClientKind, ClientSetup, Issued, ShownOnce, WriteTo, ZoneChange, ZoneConfigured,
 };
@@ -88,11 +92,26 @@ pub enum Request {
         replace: bool,
     },
     ClientKinds,
+    /// Activity, newest first (at most `limit`, 1000 unless given).
     Audit {
         client: Option<String>,
         resource: Option<String>,
+        #[serde(default)]
+        outcome: Option<Outcome>,
         since: Option<DateTime<Utc>>,
         limit: Option<u32>,
+    },
+    /// Every record the filter selects, written as a file (see [`Exported`]).
+    ExportActivity {
+        client: Option<String>,
+        resource: Option<String>,
+        #[serde(default)]
+        outcome: Option<Outcome>,
+        since: Option<DateTime<Utc>>,
+        format: ExportFormat,
+        /// A folder (the file gets a dated name in it) or a new file's path. The tray app
+        /// sets its own (the Downloads folder).
+        to: String,
     },
     About,
 }
@@ -110,6 +129,7 @@ pub enum Reply {
     ClientSetup(ClientSetup),
     ClientKinds(Vec<ClientKind>),
     Activity(Vec<AuditRecord>),
+    Exported(Exported),
     About(About),
     Done,
 }
@@ -195,14 +215,33 @@ pub async fn handle(
         Request::Audit {
             client,
             resource,
+            outcome,
             since,
             limit,
         } => Reply::Activity(broker.audit(&AuditFilter {
             client,
             resource,
+            outcome,
             since,
             limit,
         })?),
+        Request::ExportActivity {
+            client,
+            resource,
+            outcome,
+            since,
+            format,
+            to,
+        } => {
+            let records = broker.audit(&AuditFilter {
+                client,
+                resource,
+                outcome,
+                since,
+                limit: Some(u32::MAX),
+            })?;
+            Reply::Exported(export::write(&records, format, std::path::Path::new(&to))?)
+        }
         Request::About => Reply::About(about(broker.config(), Some(broker.vault()))),
     })
 }

@@ -13,13 +13,9 @@ use tokio::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
-    #[error(
-        "cannot reach Keycard Broker at {0}; is `keycard-broker serve` (or the tray app) running?"
-    )]
+    #[error("cannot reach Keycard Broker at {0}: it is not running")]
     Unreachable(String),
-    #[error(
-        "Keycard Broker refused the client token (HTTP {0}); run `keycard-broker clients config claude-desktop NAME --write` again"
-    )]
+    #[error("Keycard Broker refused the client token (HTTP {0})")]
     Refused(u16),
     #[error("stdio: {0}")]
     Io(String),

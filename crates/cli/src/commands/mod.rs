@@ -36,20 +36,7 @@ pub async fn run(command: Command, ctx: Ctx) -> Result<(), Fail> {
         Command::Revoke { resource } => connections::revoke(&ctx, resource).await,
         Command::Resources { command } => resources::run(&ctx, command).await,
         Command::Clients { command } => clients::run(&ctx, command).await,
-        Command::Audit {
-            client,
-            resource,
-            since,
-            limit,
-        } => {
-            let request = Request::Audit {
-                client,
-                resource,
-                since,
-                limit,
-            };
-            audit::run(&ctx, request).await
-        }
+        Command::Audit(args) => audit::run(&ctx, args).await,
         Command::Serve { port } => serve::serve(ctx, port).await,
         Command::Stdio { client } => serve::stdio(&ctx, client).await,
     }

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use broker::api::{self, ErrorCode, Failure};
+use broker::Broker;
+use broker::api::{self, ErrorCode, Failure, Serving};
 use broker::mcp::bridge::BridgeError;
-use broker::{Broker, control};
 
 use super::Ctx;
-use crate::output::{Fail, Hint, say};
+use crate::output::{Fail, say};
 
 /// Runs the broker until Ctrl-C / SIGTERM: MCP endpoint + callback on the port, admin
 /// requests on the control socket. Ready is one line on stdout (with `--json`, the
@@ -16,34 +16,20 @@ pub async fn serve(mut ctx: Ctx, port: Option<u16>) -> Result<(), Fail> {
     if let Some(port) = port {
         ctx.config.settings.broker.port = port;
     }
-    let port = ctx.config.port();
-    let socket = control::socket_path(&ctx.config.paths.data_dir);
     let broker = Arc::new(Broker::open(ctx.config.clone()).await?);
-    let addr = match broker
-        .start_with(broker::mcp::router(broker.clone(), port))
-        .await
-    {
-        Ok(addr) => addr,
-        Err(e) => {
-            broker.shutdown().await;
-            return Err(e.into());
-        }
-    };
-    let url = broker::mcp::mcp_url(addr.port());
+    let serving = Serving::start(broker).await?;
+    let about = serving.about();
     if ctx.json {
-        let mut about = api::about(broker.config(), Some(broker.vault()));
-        about.port = addr.port();
-        about.mcp_url = url;
         match serde_json::to_string(&about) {
             Ok(line) => say!("{line}"),
             Err(e) => tracing::warn!(error = %e, "cannot render the ready line as JSON"),
         }
     } else {
-        say!("Keycard Broker is serving MCP at {url}");
+        say!("Keycard Broker is serving MCP at {}", about.mcp_url);
     }
-    let result = control::serve(broker.clone(), socket, shutdown_signal()).await;
-    broker.shutdown().await;
-    result.map_err(Fail::from)
+    shutdown_signal().await;
+    serving.stop().await;
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -87,11 +73,13 @@ pub async fn stdio(ctx: &Ctx, client: String) -> Result<(), Fail> {
         .map_err(bridge_failure)
 }
 
-/// The bridge's own errors already say what to do.
+/// The bridge's errors by code; the CLI's hint says what to do (start the broker, store a
+/// new token).
 fn bridge_failure(e: BridgeError) -> Fail {
     let code = match e {
-        BridgeError::Unreachable(_) | BridgeError::Refused(_) => ErrorCode::NotConfigured,
+        BridgeError::Unreachable(_) => ErrorCode::NotRunning,
+        BridgeError::Refused(_) => ErrorCode::Unauthorized,
         BridgeError::Io(_) => ErrorCode::Internal,
     };
-    Fail::with_hint(Failure::new(code, e.to_string()), Hint::None)
+    Failure::new(code, e.to_string()).into()
 }

@@ -99,7 +99,7 @@ pub async fn pause(ctx: &Ctx, pause: bool) -> Result<(), Fail> {
         Request::Resume
     };
     let Some(result) = control::call(&socket, &request, |_| {}).await else {
-        return Err(Failure::new(ErrorCode::NotConfigured, "no Keycard Broker is running").into());
+        return Err(Failure::new(ErrorCode::NotRunning, "no Keycard Broker is running").into());
     };
     let status = expect_reply!(result?, Reply::Status)?;
     output::show(ctx.json, &status, |s| {

@@ -208,12 +208,12 @@ pub fn hint_line(run: &Run) -> String {
 pub fn exit_for(code: &str) -> i32 {
     match code {
         "invalid_input" | "not_found" | "already_exists" => 1,
-        "not_configured" | "not_signed_in" | "not_connected" | "needs_reconnect"
-        | "consent_declined" | "timeout" | "cancelled" | "busy" => 2,
+        "not_configured" | "not_running" | "unauthorized" | "not_signed_in" | "not_connected"
+        | "needs_reconnect" | "consent_declined" | "timeout" | "cancelled" | "busy" => 2,
         "zone_unreachable" | "zone_setup" | "zone_refused" | "bad_redirect" => 3,
         "keychain_locked" | "keychain_unavailable" => 4,
-        "config_file" | "disk_full" | "storage" | "port_in_use" | "port_unavailable"
-        | "internal" => 5,
+        "config_file" | "disk_full" | "storage" | "port_in_use" | "already_running"
+        | "port_unavailable" | "internal" => 5,
         other => panic!("undocumented error code {other:?}"),
     }
 }

@@ -1,0 +1,83 @@
+//! The serving broker, started and stopped the same way by every shell (CLI `serve`, the tray
+//! app): the loopback listener (MCP endpoint and OAuth callback) and the control socket, both
+//! bound before [`Serving::start`] returns, so "ready" means both answer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::setup::{About, about};
+use crate::{Broker, BrokerError, control, mcp};
+
+/// A broker that serves agents and admin requests until [`Serving::stop`].
+pub struct Serving {
+    broker: Arc<Broker>,
+    addr: SocketAddr,
+    stop_control: oneshot::Sender<()>,
+    control: JoinHandle<()>,
+}
+
+impl Serving {
+    /// Takes the control socket first (a live one means another broker owns this home), then
+    /// the port. On failure nothing stays bound and the broker is shut down.
+    pub async fn start(broker: Arc<Broker>) -> Result<Serving, BrokerError> {
+        let socket = control::socket_path(&broker.config().paths.data_dir);
+        let socket = match control::bind(socket).await {
+            Ok(socket) => socket,
+            Err(e) => {
+                broker.shutdown().await;
+                return Err(e);
+            }
+        };
+        let tools = broker.clone();
+        let addr = match broker
+            .start_with(move |port| mcp::router(tools, port))
+            .await
+        {
+            Ok(addr) => addr,
+            Err(e) => {
+                drop(socket);
+                broker.shutdown().await;
+                return Err(e);
+            }
+        };
+        let (stop_control, stopped) = oneshot::channel::<()>();
+        let control = tokio::spawn(socket.serve(broker.clone(), async {
+            let _ = stopped.await;
+        }));
+        tracing::info!(%addr, "serving MCP and the control socket");
+        Ok(Serving {
+            broker,
+            addr,
+            stop_control,
+            control,
+        })
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What the broker is, with the port it actually serves on.
+    pub fn about(&self) -> About {
+        let mut about = about(self.broker.config(), Some(self.broker.vault()));
+        about.port = self.addr.port();
+        about.mcp_url = mcp::mcp_url(self.addr.port());
+        about
+    }
+
+    /// Stops answering the control socket (its file is removed), writes what is pending and
+    /// closes the listener.
+    pub async fn stop(self) {
+        let _ = self.stop_control.send(());
+        let _ = self.control.await;
+        self.broker.shutdown().await;
+        tracing::info!("stopped serving");
+    }
+}
