@@ -35,6 +35,16 @@ pub enum Event {
     KeychainPending {
         count: usize,
     },
+    /// An agent registered, signed in or out, or its access changed.
+    AgentChanged {
+        client: String,
+        change: crate::authz::AgentChange,
+    },
+    /// An agent opened the consent page: the user is deciding what it may do.
+    AgentAsks {
+        client: String,
+        name: String,
+    },
     /// A new audit record (agent call or token acquisition) for the live activity view.
     Activity {
         record: AuditRecord,

@@ -2,8 +2,10 @@
 //! loopback listener, the keychain entries and the token cache. No Tauri, no UI here.
 
 pub mod activity;
+mod agents;
 pub mod api;
 pub mod audit;
+pub mod authz;
 pub mod call;
 pub mod callback;
 pub mod catalog;
@@ -70,6 +72,7 @@ pub struct Broker {
     callbacks: Callbacks,
     grants: Arc<Grants>,
     clients: Clients,
+    authz: authz::Authz,
     audit: Audit,
     /// Connected providers, derived from the database and cached per `Db::generation`.
     connected: std::sync::Mutex<Option<(u64, Arc<Vec<Provider>>)>>,
@@ -114,6 +117,7 @@ impl Broker {
         Ok(Broker {
             config,
             clients: Clients::new(db.clone()),
+            authz: authz::Authz::new(db.clone(), events.clone()),
             audit,
             connected: std::sync::Mutex::new(None),
             http: upstream::http_clients().map_err(|e| BrokerError::Internal(e.to_string()))?,

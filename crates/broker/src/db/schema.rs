@@ -66,6 +66,35 @@ CREATE INDEX audit_at ON audit (at);
     r#"
 ALTER TABLE session ADD COLUMN resource TEXT;
 "#,
+    // Agent authorization: OAuth agent clients, their refresh tokens (hashes only), and what
+    // the user lets each agent (OAuth or static) do per provider. Static clients that existed
+    // before keep what they had: every provider, read and write ('*').
+    r#"
+CREATE TABLE agent_clients (
+    client_id     TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    registration  TEXT NOT NULL,
+    redirect_uris TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    last_seen_at  TEXT
+);
+CREATE TABLE agent_tokens (
+    hash       TEXT PRIMARY KEY,
+    client_id  TEXT NOT NULL,
+    grant_id   TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at    TEXT
+);
+CREATE INDEX agent_tokens_grant ON agent_tokens (grant_id);
+CREATE INDEX agent_tokens_client ON agent_tokens (client_id);
+CREATE TABLE agent_access (
+    client   TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    access   TEXT NOT NULL,
+    PRIMARY KEY (client, resource)
+);
+INSERT INTO agent_access (client, resource, access) SELECT name, '*', 'write' FROM clients;
+"#,
 ];
 
 /// Brings the schema up to date; refuses a database written by a newer broker.

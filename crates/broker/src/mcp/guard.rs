@@ -1,7 +1,7 @@
 //! Checks every HTTP request before rmcp sees it (trust boundary 1 of DESIGN.md). Any local
 //! process can reach the port and any web page can try DNS rebinding, so: `Host` must be a
-//! loopback name with our port, a present `Origin` must be ours (403), a registered client's
-//! bearer token is required (401 + `WWW-Authenticate`), credentials in the query string are
+//! loopback name with our port, a present `Origin` must be ours (403), an OAuth access token
+//! or a static client token is required (401 + `WWW-Authenticate` naming the metadata), credentials in the query string are
 //! refused (400), and bodies are capped (413).
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{MAX_REQUEST_BYTES, own_origins};
+use crate::authz::Authz;
 use crate::clients::Clients;
 
 /// Query parameters that would carry a credential; refused outright (they end up in logs).
@@ -27,13 +28,35 @@ const CREDENTIAL_PARAMS: &[&str] = &[
     "client_token",
 ];
 
-/// The registered agent client a request authenticated as; rmcp hands it to the tools
-/// inside the request's `http::request::Parts`.
+/// The agent a request authenticated as; rmcp hands it to the tools inside the request's
+/// `http::request::Parts`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AgentClient(pub String);
+pub struct AgentClient {
+    /// The policy's principal: a static client's name, or an OAuth agent's client id.
+    pub key: String,
+    /// What the user sees (and the activity log records).
+    pub name: String,
+    /// Signed in with OAuth (false: a static bearer token from a config file).
+    pub oauth: bool,
+}
+
+impl AgentClient {
+    /// A client holding a static token: its name is its key.
+    pub fn static_client(name: &str) -> AgentClient {
+        AgentClient {
+            key: name.to_string(),
+            name: name.to_string(),
+            oauth: false,
+        }
+    }
+}
 
 pub struct Guard {
     clients: Clients,
+    authz: Authz,
+    /// The 401 challenges, naming our protected-resource metadata.
+    challenge: String,
+    invalid_token: String,
     /// The user paused agent access (tray / `keycard-broker pause`).
     paused: Arc<std::sync::atomic::AtomicBool>,
     hosts: Vec<String>,
@@ -41,17 +64,25 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(clients: Clients, port: u16, paused: Arc<std::sync::atomic::AtomicBool>) -> Guard {
+    pub fn new(
+        clients: Clients,
+        authz: Authz,
+        port: u16,
+        paused: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Guard {
         Guard {
             clients,
+            authz,
+            challenge: crate::authz::challenge(port, false),
+            invalid_token: crate::authz::challenge(port, true),
             paused,
             hosts: super::own_hosts(port),
             origins: own_origins(port),
         }
     }
 
-    /// The decision for one request's head: the client name, or the refusal to send.
-    pub fn decide(&self, headers: &HeaderMap, query: Option<&str>) -> Result<String, Refusal> {
+    /// The decision for one request's head: the agent, or the refusal to send.
+    pub fn decide(&self, headers: &HeaderMap, query: Option<&str>) -> Result<AgentClient, Refusal> {
         let host = single(headers, header::HOST)
             .map(|h| h.to_ascii_lowercase())
             .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "forbidden host"))?;
@@ -85,7 +116,7 @@ impl Guard {
             ));
         }
         let Some(authorization) = single(headers, header::AUTHORIZATION) else {
-            return Err(unauthorized(
+            return Err(self.unauthorized(
                 headers.contains_key(header::AUTHORIZATION),
                 "missing bearer token",
             ));
@@ -95,14 +126,25 @@ impl Guard {
             .or_else(|| authorization.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| unauthorized(true, "malformed Authorization header"))?;
-        match self.clients.authenticate(token) {
+            .ok_or_else(|| self.unauthorized(true, "malformed Authorization header"))?;
+        let client = if token.starts_with(crate::authz::ACCESS_PREFIX) {
+            Ok(self.authz.authenticate(token).map(|caller| AgentClient {
+                key: caller.client_id,
+                name: caller.name,
+                oauth: true,
+            }))
+        } else {
+            self.clients
+                .authenticate(token)
+                .map(|name| name.map(|n| AgentClient::static_client(&n)))
+        };
+        match client {
             Ok(Some(_)) if self.paused.load(std::sync::atomic::Ordering::Relaxed) => Err(refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "agent access is paused in Keycard Broker; the user can resume it from the tray",
             )),
-            Ok(Some(name)) => Ok(name),
-            Ok(None) => Err(unauthorized(true, "unknown or removed client token")),
+            Ok(Some(client)) => Ok(client),
+            Ok(None) => Err(self.unauthorized(true, "unknown, expired or removed client token")),
             Err(e) => {
                 tracing::error!(error = %e, "client lookup failed");
                 Err(refuse(
@@ -118,7 +160,7 @@ impl Guard {
 pub async fn check(State(guard): State<Arc<Guard>>, mut request: Request, next: Next) -> Response {
     match guard.decide(request.headers(), request.uri().query()) {
         Ok(client) => {
-            request.extensions_mut().insert(AgentClient(client));
+            request.extensions_mut().insert(client);
             // Caps bodies sent without Content-Length (chunked) too.
             let (parts, body) = request.into_parts();
             let limited = Body::new(http_body_util::Limited::new(body, MAX_REQUEST_BYTES));
@@ -133,7 +175,7 @@ pub async fn check(State(guard): State<Arc<Guard>>, mut request: Request, next: 
 pub struct Refusal {
     pub status: StatusCode,
     pub message: &'static str,
-    pub challenge: Option<&'static str>,
+    pub challenge: Option<String>,
 }
 
 impl IntoResponse for Refusal {
@@ -144,11 +186,12 @@ impl IntoResponse for Refusal {
             self.message,
         )
             .into_response();
-        if let Some(challenge) = self.challenge {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
+        if let Some(challenge) = self.challenge
+            && let Ok(value) = HeaderValue::from_str(&challenge)
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }
@@ -172,15 +215,19 @@ fn refuse(status: StatusCode, message: &'static str) -> Refusal {
     }
 }
 
-fn unauthorized(presented: bool, message: &'static str) -> Refusal {
-    Refusal {
-        status: StatusCode::UNAUTHORIZED,
-        message,
-        challenge: Some(if presented {
-            "Bearer realm=\"keycard-broker\", error=\"invalid_token\""
-        } else {
-            "Bearer realm=\"keycard-broker\""
-        }),
+impl Guard {
+    /// A 401 whose challenge names the protected-resource metadata (RFC 9728), so an agent
+    /// can discover how to sign in.
+    fn unauthorized(&self, presented: bool, message: &'static str) -> Refusal {
+        Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            message,
+            challenge: Some(if presented {
+                self.invalid_token.clone()
+            } else {
+                self.challenge.clone()
+            }),
+        }
     }
 }
 

@@ -38,13 +38,13 @@ use Expect::{Client, Refused};
 
 impl Expect {
     /// The `decide` result this expectation stands for.
-    fn decision(&self) -> Result<String, Refusal> {
+    fn decision(&self) -> Result<AgentClient, Refusal> {
         match *self {
-            Client(name) => Ok(name.to_string()),
+            Client(name) => Ok(AgentClient::static_client(name)),
             Refused(status, message, challenge) => Err(Refusal {
                 status,
                 message,
-                challenge,
+                challenge: challenge.map(str::to_string),
             }),
         }
     }
@@ -65,22 +65,30 @@ const TOO_LARGE: Expect = Refused(
 const NO_BEARER: Expect = Refused(
     StatusCode::UNAUTHORIZED,
     "missing bearer token",
-    Some("Bearer realm=\"keycard-broker\""),
+    Some(
+        "Bearer realm=\"keycard-broker\", resource_metadata=\"http://127.0.0.1:8937/.well-known/oauth-protected-resource/mcp\", scope=\"mcp\"",
+    ),
 );
 const UNREADABLE_BEARER: Expect = Refused(
     StatusCode::UNAUTHORIZED,
     "missing bearer token",
-    Some("Bearer realm=\"keycard-broker\", error=\"invalid_token\""),
+    Some(
+        "Bearer realm=\"keycard-broker\", error=\"invalid_token\", resource_metadata=\"http://127.0.0.1:8937/.well-known/oauth-protected-resource/mcp\", scope=\"mcp\"",
+    ),
 );
 const MALFORMED: Expect = Refused(
     StatusCode::UNAUTHORIZED,
     "malformed Authorization header",
-    Some("Bearer realm=\"keycard-broker\", error=\"invalid_token\""),
+    Some(
+        "Bearer realm=\"keycard-broker\", error=\"invalid_token\", resource_metadata=\"http://127.0.0.1:8937/.well-known/oauth-protected-resource/mcp\", scope=\"mcp\"",
+    ),
 );
 const UNKNOWN_TOKEN: Expect = Refused(
     StatusCode::UNAUTHORIZED,
-    "unknown or removed client token",
-    Some("Bearer realm=\"keycard-broker\", error=\"invalid_token\""),
+    "unknown, expired or removed client token",
+    Some(
+        "Bearer realm=\"keycard-broker\", error=\"invalid_token\", resource_metadata=\"http://127.0.0.1:8937/.well-known/oauth-protected-resource/mcp\", scope=\"mcp\"",
+    ),
 );
 const PAUSED: Expect = Refused(
     StatusCode::SERVICE_UNAVAILABLE,
@@ -278,7 +286,8 @@ fn guard(state: State) -> (Guard, String) {
         db.with(|c| Ok(c.execute_batch("DROP TABLE clients")?))
             .unwrap();
     }
-    (Guard::new(clients, PORT, paused), token)
+    let authz = crate::authz::Authz::new(db.clone(), crate::events::Events::default());
+    (Guard::new(clients, authz, PORT, paused), token)
 }
 
 fn head(pairs: &[(&str, &str)], token: &str) -> HeaderMap {
@@ -338,7 +347,7 @@ fn a_refusal_is_the_response_it_describes() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         response.headers()[header::WWW_AUTHENTICATE],
-        "Bearer realm=\"keycard-broker\", error=\"invalid_token\""
+        crate::authz::challenge(PORT, true).as_str()
     );
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
@@ -356,7 +365,10 @@ fn a_refusal_is_the_response_it_describes() {
 fn a_removed_client_is_refused_at_once() {
     let (guard, token) = guard(State::Serving);
     let request = head(&[HOST, BEARER], &token);
-    assert_eq!(guard.decide(&request, None), Ok("agent".to_string()));
+    assert_eq!(
+        guard.decide(&request, None),
+        Ok(AgentClient::static_client("agent"))
+    );
     guard.clients.remove("agent").unwrap();
     assert_eq!(guard.decide(&request, None), UNKNOWN_TOKEN.decision());
 }
@@ -375,5 +387,8 @@ fn pause_takes_effect_on_the_next_request() {
     guard
         .paused
         .store(false, std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(guard.decide(&request, None), Ok("agent".to_string()));
+    assert_eq!(
+        guard.decide(&request, None),
+        Ok(AgentClient::static_client("agent"))
+    );
 }

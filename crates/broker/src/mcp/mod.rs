@@ -38,7 +38,8 @@ pub fn own_origins(port: u16) -> Vec<String> {
 }
 
 /// The `/mcp` route: guard first (Host, Origin, bearer, query, size), then rmcp, which
-/// serves 2025-11-25 (sessions) and 2026-07-28 (stateless) from the one endpoint.
+/// serves 2025-11-25 (sessions) and 2026-07-28 (stateless) from the one endpoint; beside it,
+/// the authorization server agents sign in with (`authz`).
 pub fn router(broker: Arc<Broker>, port: u16) -> axum::Router {
     let mut config = StreamableHttpServerConfig::default();
     config.allowed_hosts = own_hosts(port);
@@ -52,10 +53,14 @@ pub fn router(broker: Arc<Broker>, port: u16) -> axum::Router {
     );
     let state = Arc::new(guard::Guard::new(
         broker.clients().clone(),
+        broker.authz().clone(),
         port,
         broker.pause_switch(),
     ));
+    let offers = broker.clone();
+    let providers: crate::authz::Providers = Arc::new(move || offers.consent_offers());
     axum::Router::new()
         .route_service(MCP_PATH, service)
         .layer(axum::middleware::from_fn_with_state(state, guard::check))
+        .merge(broker.authz().router(port, providers))
 }

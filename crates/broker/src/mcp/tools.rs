@@ -44,12 +44,12 @@ pub struct BrokerTools {
 }
 
 /// The authenticated agent client of the current request (set by the guard).
-fn client_of(context: &RequestContext<RoleServer>) -> Option<String> {
+fn client_of(context: &RequestContext<RoleServer>) -> Option<AgentClient> {
     context
         .extensions
         .get::<http::request::Parts>()
         .and_then(|parts| parts.extensions.get::<AgentClient>())
-        .map(|c| c.0.clone())
+        .cloned()
 }
 
 fn text_error(message: impl Into<String>) -> CallToolResult {
@@ -74,7 +74,7 @@ impl BrokerTools {
     ) -> Result<CallToolResult, ErrorData> {
         let client = client_of(&context);
         let sink = |record| self.broker.record(record);
-        audited(ActivityKind::ListConnections, client.as_deref(), sink, async |record: &mut AuditRecord| {
+        audited(ActivityKind::ListConnections, client.as_ref().map(|c| c.name.as_str()), sink, async |record: &mut AuditRecord| {
         let result = match self.broker.connections() {
             Ok(connections) => {
                 let text = if connections.is_empty() {
@@ -117,7 +117,11 @@ impl BrokerTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let client = client_of(&context);
-        match self.broker.call_api(client.as_deref(), request).await {
+        match self
+            .broker
+            .call_api(client.as_ref().map(|c| c.name.as_str()), request)
+            .await
+        {
             Ok(response) => {
                 let value = serde_json::to_value(&response)
                     .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
@@ -153,7 +157,7 @@ impl BrokerTools {
     ) -> Result<CallToolResponse, ErrorData> {
         let client = client_of(&context);
         let sink = |record| self.broker.record(record);
-        audited(ActivityKind::Connect, client.as_deref(), sink, async |record: &mut AuditRecord| {
+        audited(ActivityKind::Connect, client.as_ref().map(|c| c.name.as_str()), sink, async |record: &mut AuditRecord| {
         // 2026-07-28 second leg: the client answers the `input_required` we returned; the
         // request state is the round's opaque id.
         if let Some(round_id) = state {
