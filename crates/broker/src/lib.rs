@@ -20,6 +20,7 @@ pub mod logging;
 pub mod mcp;
 pub mod net;
 mod overview;
+pub mod pending_call;
 pub mod status;
 pub mod upstream;
 pub mod vault;
@@ -43,6 +44,7 @@ pub use grants::{Round, RoundKind, UpstreamToken};
 pub use overview::{
     ConnectionInfo, ConnectionStatus, Overall, OverallState, Session, Status, TokenInfo,
 };
+pub use pending_call::PendingCall;
 pub use status::GrantStatus;
 
 use audit::{Audit, AuditFilter, AuditRecord};
