@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod api;
+pub mod approvals;
 pub mod audit;
 pub mod call;
 pub mod callback;
