@@ -529,6 +529,7 @@ fn bindings() -> String {
         broker::GrantStatus,
         broker::Provider,
         broker::Event,
+        broker::PendingCall,
         api::ClientRecord,
         api::AuditRecord,
         api::ActivityKind,

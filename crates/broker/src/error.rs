@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::approvals::ApprovalError;
 use crate::callback::CallbackError;
 use crate::catalog::CatalogError;
 use crate::clients::{ClientError, ClientsError};
@@ -30,6 +31,8 @@ pub enum BrokerError {
     Callback(#[from] CallbackError),
     #[error(transparent)]
     Clients(#[from] ClientsError),
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
     #[error("not signed in to the Keycard zone")]
     NotSignedIn,
     #[error("the Keycard session ended ({0})")]
@@ -209,6 +212,9 @@ impl BrokerError {
                 ClientError::Exists(_) => C::AlreadyExists,
                 ClientError::Unknown(_) => C::NotFound,
             },
+            BrokerError::Approval(e) => match e {
+                ApprovalError::NotFound(_) => C::NotFound,
+            },
             BrokerError::NotSignedIn | BrokerError::SessionExpired(_) => C::NotSignedIn,
             BrokerError::NotConnected { .. } => C::NotConnected,
             BrokerError::NeedsReconnect { .. } => C::NeedsReconnect,
@@ -239,5 +245,18 @@ impl BrokerError {
             BrokerError::NeedsReconnect { resource, .. } => Some(resource),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_approvals_are_not_found() {
+        let error = BrokerError::from(ApprovalError::NotFound("Zm9vYmFyYmF6".into()));
+        assert_eq!(error.code(), ErrorCode::NotFound);
+        assert_eq!(error.resource(), None);
+        assert!(error.to_string().contains("Zm9vYmFyYmF6"), "{error}");
     }
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::activity::AuditRecord;
+use crate::pending_call::PendingCall;
 use crate::status::GrantStatus;
 
 #[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
@@ -48,6 +49,16 @@ pub enum Event {
     /// A new audit record (agent call or token acquisition) for the live activity view.
     Activity {
         record: AuditRecord,
+    },
+    /// An agent's call waits for the user's decision (the Requests view, a tray notification).
+    ApprovalRequested {
+        call: PendingCall,
+    },
+    /// A waiting call left the queue; `outcome` is "approved", "denied", "timed_out" or
+    /// "cancelled" (paused, shut down, or the agent went away), so every view drops it.
+    ApprovalResolved {
+        id: String,
+        outcome: String,
     },
 }
 

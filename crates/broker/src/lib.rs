@@ -4,6 +4,7 @@
 pub mod activity;
 mod agents;
 pub mod api;
+pub mod approvals;
 pub mod audit;
 pub mod authz;
 pub mod call;
@@ -22,6 +23,7 @@ pub mod logging;
 pub mod mcp;
 pub mod net;
 mod overview;
+pub mod pending_call;
 pub mod policy;
 pub mod status;
 pub mod upstream;
@@ -46,6 +48,7 @@ pub use grants::{Round, RoundKind, UpstreamToken};
 pub use overview::{
     ConnectionInfo, ConnectionStatus, Overall, OverallState, Session, Status, TokenInfo,
 };
+pub use pending_call::PendingCall;
 pub use status::GrantStatus;
 
 use audit::{Audit, AuditFilter, AuditRecord};

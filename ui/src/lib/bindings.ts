@@ -134,7 +134,37 @@ api_bases: Array<string>,
  */
 scopes: Array<string>, docs_url: string | null, custom: boolean, };
 
-export type Event = { "type": "session_changed", signed_in: boolean, account: string | null, } | { "type": "grant_changed", resource: string, status: GrantStatus, reason: string | null, } | { "type": "token_issued", resource: string, } | { "type": "resources_changed" } | { "type": "clients_changed" } | { "type": "pause_changed", paused: boolean, } | { "type": "keychain_pending", count: number, } | { "type": "activity", record: AuditRecord, };
+export type Event = { "type": "session_changed", signed_in: boolean, account: string | null, } | { "type": "grant_changed", resource: string, status: GrantStatus, reason: string | null, } | { "type": "token_issued", resource: string, } | { "type": "resources_changed" } | { "type": "clients_changed" } | { "type": "pause_changed", paused: boolean, } | { "type": "keychain_pending", count: number, } | { "type": "activity", record: AuditRecord, } | { "type": "approval_requested", call: PendingCall, } | { "type": "approval_resolved", id: string, outcome: string, };
+
+export type PendingCall = { 
+/**
+ * Short, random and URL-safe (96 bits), unique among the waiting calls.
+ */
+id: string, 
+/**
+ * The agent client's key (opaque).
+ */
+client: string, 
+/**
+ * The agent's name as the user sees it.
+ */
+client_name: string, 
+/**
+ * The provider's resource identifier.
+ */
+resource: string, method: string, 
+/**
+ * Without query values, fragment or user info.
+ */
+url: string, 
+/**
+ * The start of the body as the user should read it; `None` for an empty body.
+ */
+body_preview: string | null, 
+/**
+ * The policy rule that asked.
+ */
+rule: string, asked_at: string, expires_at: string, };
 
 export type ClientRecord = { name: string, created_at: string, last_seen_at: string | null, };
 
