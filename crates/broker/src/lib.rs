@@ -54,7 +54,7 @@ pub use status::GrantStatus;
 use audit::{Audit, AuditFilter, AuditRecord};
 use callback::{CallbackError, Callbacks};
 use catalog::CatalogError;
-use clients::{ClientRecord, Clients, IssuedClient};
+use clients::Clients;
 use db::{Db, ResourceRecord, SessionStatus};
 use events::Events;
 use grants::Grants;
@@ -402,33 +402,6 @@ impl Broker {
 
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, BrokerError> {
         Ok(self.audit.query(filter)?)
-    }
-
-    pub fn clients(&self) -> &Clients {
-        &self.clients
-    }
-
-    pub fn add_client(&self, name: &str) -> Result<IssuedClient, BrokerError> {
-        let issued = self.clients.add(name)?;
-        self.events.emit(Event::ClientsChanged);
-        Ok(issued)
-    }
-
-    /// A new token for `name` (registering it if needed); the old token dies at once.
-    pub fn issue_client(&self, name: &str) -> Result<IssuedClient, BrokerError> {
-        let issued = self.clients.issue(name)?;
-        self.events.emit(Event::ClientsChanged);
-        Ok(issued)
-    }
-
-    pub fn list_clients(&self) -> Result<Vec<ClientRecord>, BrokerError> {
-        Ok(self.clients.list()?)
-    }
-
-    pub fn remove_client(&self, name: &str) -> Result<(), BrokerError> {
-        self.clients.remove(name)?;
-        self.events.emit(Event::ClientsChanged);
-        Ok(())
     }
 
     /// The MCP endpoint URL agents use on this broker's port.

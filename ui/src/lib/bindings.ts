@@ -10,9 +10,14 @@ stdio_command: string, write: WriteTo | null,
  * False: a new client (the name must be free). True: a new token for this name,
  * whether or not it exists (the old token stops working at once).
  */
-replace: boolean, } | { "op": "client_kinds" } | { "op": "audit", client: string | null, resource: string | null, since: string | null, limit: number | null, } | { "op": "about" };
+replace: boolean, } | { "op": "client_kinds" } | { "op": "audit", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, limit: number | null, } | { "op": "export_activity", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, format: ExportFormat, 
+/**
+ * A folder (the file gets a dated name in it) or a new file's path. The tray app
+ * sets its own (the Downloads folder).
+ */
+to: string, } | { "op": "about" };
 
-export type Reply = { "kind": "status", "value": Status } | { "kind": "provider", "value": Provider } | { "kind": "providers", "value": Array<Provider> } | { "kind": "token", "value": TokenInfo } | { "kind": "issued", "value": Issued } | { "kind": "clients", "value": Array<ClientRecord> } | { "kind": "client_setup", "value": ClientSetup } | { "kind": "client_kinds", "value": Array<ClientKind> } | { "kind": "activity", "value": Array<AuditRecord> } | { "kind": "about", "value": About } | { "kind": "done" };
+export type Reply = { "kind": "status", "value": Status } | { "kind": "provider", "value": Provider } | { "kind": "providers", "value": Array<Provider> } | { "kind": "token", "value": TokenInfo } | { "kind": "issued", "value": Issued } | { "kind": "clients", "value": Array<ClientRecord> } | { "kind": "client_setup", "value": ClientSetup } | { "kind": "client_kinds", "value": Array<ClientKind> } | { "kind": "activity", "value": Array<AuditRecord> } | { "kind": "exported", "value": Exported } | { "kind": "about", "value": About } | { "kind": "done" };
 
 export type Failure = { code: ErrorCode, message: string, 
 /**
@@ -20,7 +25,7 @@ export type Failure = { code: ErrorCode, message: string,
  */
 resource?: string | null, };
 
-export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "not_configured" | "config_file" | "not_signed_in" | "not_connected" | "needs_reconnect" | "zone_unreachable" | "zone_setup" | "zone_refused" | "consent_declined" | "bad_redirect" | "timeout" | "cancelled" | "busy" | "keychain_locked" | "keychain_unavailable" | "disk_full" | "storage" | "port_in_use" | "port_unavailable" | "internal";
+export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "not_configured" | "not_running" | "already_running" | "unauthorized" | "config_file" | "not_signed_in" | "not_connected" | "needs_reconnect" | "zone_unreachable" | "zone_setup" | "zone_refused" | "consent_declined" | "bad_redirect" | "timeout" | "cancelled" | "busy" | "keychain_locked" | "keychain_unavailable" | "disk_full" | "storage" | "port_in_use" | "port_unavailable" | "internal";
 
 export type Issued = { name: string, token: string, };
 
@@ -134,7 +139,7 @@ api_bases: Array<string>,
  */
 scopes: Array<string>, docs_url: string | null, custom: boolean, };
 
-export type Event = { "type": "session_changed", signed_in: boolean, account: string | null, } | { "type": "grant_changed", resource: string, status: GrantStatus, reason: string | null, } | { "type": "token_issued", resource: string, } | { "type": "resources_changed" } | { "type": "clients_changed" } | { "type": "pause_changed", paused: boolean, } | { "type": "keychain_pending", count: number, } | { "type": "activity", record: AuditRecord, } | { "type": "approval_requested", call: PendingCall, } | { "type": "approval_resolved", id: string, outcome: string, };
+export type Event = { "type": "session_changed", signed_in: boolean, account: string | null, } | { "type": "grant_changed", resource: string, status: GrantStatus, reason: string | null, } | { "type": "token_issued", resource: string, } | { "type": "resources_changed" } | { "type": "clients_changed" } | { "type": "pause_changed", paused: boolean, } | { "type": "keychain_pending", count: number, } | { "type": "agent_changed", client: string, change: AgentChange, } | { "type": "agent_asks", client: string, name: string, } | { "type": "activity", record: AuditRecord, } | { "type": "approval_requested", call: PendingCall, } | { "type": "approval_resolved", id: string, outcome: string, };
 
 export type PendingCall = { 
 /**
@@ -177,6 +182,10 @@ latency_ms: number, outcome: Outcome, detail: string | null, };
 export type ActivityKind = "call_api" | "list_connections" | "connect" | "token";
 
 export type Outcome = "ok" | "upstream_error" | "needs_reconnect" | "refused" | "declined" | "error";
+
+export type ExportFormat = "csv" | "json";
+
+export type Exported = { path: string, records: number, };
 
 export type AppInfo = { running: boolean, 
 /**
