@@ -20,6 +20,7 @@ pub mod logging;
 pub mod mcp;
 pub mod net;
 mod overview;
+pub mod policy;
 pub mod status;
 pub mod upstream;
 pub mod vault;
