@@ -10,6 +10,7 @@ use crate::catalog::CatalogError;
 use crate::clients::{ClientError, ClientsError};
 use crate::config::ConfigError;
 use crate::db::DbError;
+use crate::policy::PolicyError;
 use crate::vault::VaultError;
 use crate::zone::ZoneError;
 
@@ -30,6 +31,8 @@ pub enum BrokerError {
     Callback(#[from] CallbackError),
     #[error(transparent)]
     Clients(#[from] ClientsError),
+    #[error("the policy cannot be used: {0}")]
+    Policy(#[from] PolicyError),
     #[error("not signed in to the Keycard zone")]
     NotSignedIn,
     #[error("the Keycard session ended ({0})")]
@@ -93,6 +96,8 @@ pub enum ErrorCode {
     NotConfigured,
     /// The config file cannot be read or written.
     ConfigFile,
+    /// The user's policy file (`policy.cedar`) does not parse or does not validate.
+    PolicyInvalid,
     NotSignedIn,
     NotConnected,
     NeedsReconnect,
@@ -130,6 +135,7 @@ impl ErrorCode {
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::NotConfigured => "not_configured",
             ErrorCode::ConfigFile => "config_file",
+            ErrorCode::PolicyInvalid => "policy_invalid",
             ErrorCode::NotSignedIn => "not_signed_in",
             ErrorCode::NotConnected => "not_connected",
             ErrorCode::NeedsReconnect => "needs_reconnect",
@@ -200,6 +206,7 @@ impl BrokerError {
                 ClientError::Exists(_) => C::AlreadyExists,
                 ClientError::Unknown(_) => C::NotFound,
             },
+            BrokerError::Policy(_) => C::PolicyInvalid,
             BrokerError::NotSignedIn | BrokerError::SessionExpired(_) => C::NotSignedIn,
             BrokerError::NotConnected { .. } => C::NotConnected,
             BrokerError::NeedsReconnect { .. } => C::NeedsReconnect,
@@ -229,5 +236,25 @@ impl BrokerError {
             BrokerError::NeedsReconnect { resource, .. } => Some(resource),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_policy_has_its_own_code_and_says_where() {
+        let file = std::path::Path::new("/home/me/policy.cedar");
+        let e = crate::policy::Policy::build(&[], Some((file, "permit("))).unwrap_err();
+        let e = BrokerError::from(e);
+        assert_eq!(e.code(), ErrorCode::PolicyInvalid);
+        assert_eq!(e.code().as_str(), "policy_invalid");
+        assert_eq!(serde_json::to_value(e.code()).unwrap(), "policy_invalid");
+        assert!(
+            e.to_string()
+                .starts_with("the policy cannot be used: /home/me/policy.cedar:1:8: "),
+            "{e}"
+        );
     }
 }

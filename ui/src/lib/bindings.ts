@@ -20,7 +20,7 @@ export type Failure = { code: ErrorCode, message: string,
  */
 resource?: string | null, };
 
-export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "not_configured" | "config_file" | "not_signed_in" | "not_connected" | "needs_reconnect" | "zone_unreachable" | "zone_setup" | "zone_refused" | "consent_declined" | "bad_redirect" | "timeout" | "cancelled" | "busy" | "keychain_locked" | "keychain_unavailable" | "disk_full" | "storage" | "port_in_use" | "port_unavailable" | "internal";
+export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "not_configured" | "config_file" | "policy_invalid" | "not_signed_in" | "not_connected" | "needs_reconnect" | "zone_unreachable" | "zone_setup" | "zone_refused" | "consent_declined" | "bad_redirect" | "timeout" | "cancelled" | "busy" | "keychain_locked" | "keychain_unavailable" | "disk_full" | "storage" | "port_in_use" | "port_unavailable" | "internal";
 
 export type Issued = { name: string, token: string, };
 
