@@ -536,6 +536,15 @@ fn bindings() -> String {
         api::Outcome,
         api::ExportFormat,
         api::Exported,
+        broker::policy::Access,
+        broker::policy::AgentAccess,
+        broker::policy::RuleView,
+        broker::policy::RuleEffect,
+        broker::approvals::Verdict,
+        broker::approvals::DecidedBy,
+        broker::authz::AgentRecord,
+        broker::authz::Registration,
+        broker::authz::AgentChange,
         crate::commands::AppInfo,
     );
     out

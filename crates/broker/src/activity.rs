@@ -3,7 +3,6 @@
 //! Never headers, bodies or tokens.
 
 use chrono::{DateTime, Utc};
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
 /// What was done.
@@ -37,6 +36,7 @@ pub enum Outcome {
     Error,
 }
 
+/// `as_str`/`parse`/`Display` and SQLite storage as the same words, for a plain enum.
 macro_rules! words {
     ($t:ty { $($v:ident = $s:literal),* $(,)? }) => {
         impl $t {
@@ -52,19 +52,24 @@ macro_rules! words {
                 f.write_str(self.as_str())
             }
         }
-        impl ToSql for $t {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.as_str()))
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
             }
         }
-        impl FromSql for $t {
-            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
                 let text = value.as_str()?;
-                Self::parse(text).ok_or_else(|| FromSqlError::Other(format!("unknown {text:?}").into()))
+                Self::parse(text).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(format!("unknown {text:?}").into())
+                })
             }
         }
     };
 }
+pub(crate) use words;
 
 words!(ActivityKind {
     CallApi = "call_api",

@@ -11,6 +11,7 @@ use crate::catalog::CatalogError;
 use crate::clients::{ClientError, ClientsError};
 use crate::config::ConfigError;
 use crate::db::DbError;
+use crate::policy::PolicyError;
 use crate::vault::VaultError;
 use crate::zone::ZoneError;
 
@@ -33,6 +34,8 @@ pub enum BrokerError {
     Clients(#[from] ClientsError),
     #[error(transparent)]
     Approval(#[from] ApprovalError),
+    #[error("the policy cannot be used: {0}")]
+    Policy(#[from] PolicyError),
     #[error("not signed in to the Keycard zone")]
     NotSignedIn,
     #[error("the Keycard session ended ({0})")]
@@ -102,6 +105,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// The config file cannot be read or written.
     ConfigFile,
+    /// The user's policy file (`policy.cedar`) does not parse or does not validate.
+    PolicyInvalid,
     NotSignedIn,
     NotConnected,
     NeedsReconnect,
@@ -142,6 +147,7 @@ impl ErrorCode {
             ErrorCode::AlreadyRunning => "already_running",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::ConfigFile => "config_file",
+            ErrorCode::PolicyInvalid => "policy_invalid",
             ErrorCode::NotSignedIn => "not_signed_in",
             ErrorCode::NotConnected => "not_connected",
             ErrorCode::NeedsReconnect => "needs_reconnect",
@@ -215,6 +221,7 @@ impl BrokerError {
             BrokerError::Approval(e) => match e {
                 ApprovalError::NotFound(_) => C::NotFound,
             },
+            BrokerError::Policy(_) => C::PolicyInvalid,
             BrokerError::NotSignedIn | BrokerError::SessionExpired(_) => C::NotSignedIn,
             BrokerError::NotConnected { .. } => C::NotConnected,
             BrokerError::NeedsReconnect { .. } => C::NeedsReconnect,
@@ -258,5 +265,20 @@ mod tests {
         assert_eq!(error.code(), ErrorCode::NotFound);
         assert_eq!(error.resource(), None);
         assert!(error.to_string().contains("Zm9vYmFyYmF6"), "{error}");
+    }
+
+    #[test]
+    fn an_unusable_policy_has_its_own_code_and_says_where() {
+        let file = std::path::Path::new("/home/me/policy.cedar");
+        let e = crate::policy::Policy::build(&[], Some((file, "permit("))).unwrap_err();
+        let e = BrokerError::from(e);
+        assert_eq!(e.code(), ErrorCode::PolicyInvalid);
+        assert_eq!(e.code().as_str(), "policy_invalid");
+        assert_eq!(serde_json::to_value(e.code()).unwrap(), "policy_invalid");
+        assert!(
+            e.to_string()
+                .starts_with("the policy cannot be used: /home/me/policy.cedar:1:8: "),
+            "{e}"
+        );
     }
 }

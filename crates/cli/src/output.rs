@@ -103,7 +103,7 @@ impl Fail {
 pub fn exit_code(code: ErrorCode) -> u8 {
     use ErrorCode as C;
     match code {
-        C::InvalidInput | C::NotFound | C::AlreadyExists => 1,
+        C::InvalidInput | C::NotFound | C::AlreadyExists | C::PolicyInvalid => 1,
         C::NotConfigured
         | C::NotRunning
         | C::Unauthorized
@@ -198,6 +198,9 @@ pub fn hint(code: ErrorCode, resource: Option<&str>, subject: &Subject) -> Optio
                 .to_string()
         }
         (C::ZoneSetup, _) => "Change what the message names in the Keycard console.".to_string(),
+        (C::PolicyInvalid, _) => {
+            "Fix policy.cedar where the message says (`keycard-broker policy check`).".to_string()
+        }
         (C::DiskFull, _) => "Free some disk space, then run the command again.".to_string(),
         (
             C::InvalidInput
@@ -331,10 +334,11 @@ mod tests {
 
     /// Every code, in the order of the README's table. The match makes a new code a compile
     /// error here until it is added.
-    const ALL: [ErrorCode; 26] = [
+    const ALL: [ErrorCode; 27] = [
         C::InvalidInput,
         C::NotFound,
         C::AlreadyExists,
+        C::PolicyInvalid,
         C::NotConfigured,
         C::NotRunning,
         C::Unauthorized,
@@ -371,6 +375,7 @@ mod tests {
             | C::AlreadyRunning
             | C::Unauthorized
             | C::ConfigFile
+            | C::PolicyInvalid
             | C::NotSignedIn
             | C::NotConnected
             | C::NeedsReconnect
@@ -401,6 +406,7 @@ mod tests {
                 ("invalid_input", 1),
                 ("not_found", 1),
                 ("already_exists", 1),
+                ("policy_invalid", 1),
                 ("not_configured", 2),
                 ("not_running", 2),
                 ("unauthorized", 2),

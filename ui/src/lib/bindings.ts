@@ -25,7 +25,7 @@ export type Failure = { code: ErrorCode, message: string,
  */
 resource?: string | null, };
 
-export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "not_configured" | "not_running" | "already_running" | "unauthorized" | "config_file" | "not_signed_in" | "not_connected" | "needs_reconnect" | "zone_unreachable" | "zone_setup" | "zone_refused" | "consent_declined" | "bad_redirect" | "timeout" | "cancelled" | "busy" | "keychain_locked" | "keychain_unavailable" | "disk_full" | "storage" | "port_in_use" | "port_unavailable" | "internal";
+export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "not_configured" | "not_running" | "already_running" | "unauthorized" | "config_file" | "policy_invalid" | "not_signed_in" | "not_connected" | "needs_reconnect" | "zone_unreachable" | "zone_setup" | "zone_refused" | "consent_declined" | "bad_redirect" | "timeout" | "cancelled" | "busy" | "keychain_locked" | "keychain_unavailable" | "disk_full" | "storage" | "port_in_use" | "port_unavailable" | "internal";
 
 export type Issued = { name: string, token: string, };
 
@@ -186,6 +186,44 @@ export type Outcome = "ok" | "upstream_error" | "needs_reconnect" | "refused" | 
 export type ExportFormat = "csv" | "json";
 
 export type Exported = { path: string, records: number, };
+
+export type Access = "none" | "read" | "ask" | "write";
+
+export type AgentAccess = { client: string, resource: string, access: Access, };
+
+export type RuleView = { 
+/**
+ * `consent/<n>`, the rule's `@id`, or `policy.cedar:<line>`.
+ */
+id: string, effect: RuleEffect, 
+/**
+ * Carries `@itl`: a human approves each call it allows.
+ */
+asks: boolean, 
+/**
+ * The rule as Cedar text.
+ */
+source: string, 
+/**
+ * The agent a consent rule is about (`None` for the user's rules).
+ */
+client: string | null, 
+/**
+ * The provider a consent rule is about (`None` for the user's rules).
+ */
+resource: string | null, };
+
+export type RuleEffect = "permit" | "forbid";
+
+export type Verdict = "allow_once" | "allow_for_an_hour" | "deny";
+
+export type DecidedBy = "window" | "tray" | "cli";
+
+export type AgentRecord = { client_id: string, name: string, registration: Registration, redirect_uris: Array<string>, created_at: string, last_seen_at: string | null, };
+
+export type Registration = "dcr" | "cimd";
+
+export type AgentChange = "registered" | "signed_in" | "signed_out" | "access_changed";
 
 export type AppInfo = { running: boolean, 
 /**

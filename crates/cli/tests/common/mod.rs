@@ -207,7 +207,7 @@ pub fn hint_line(run: &Run) -> String {
 /// The exit code README documents for each error code.
 pub fn exit_for(code: &str) -> i32 {
     match code {
-        "invalid_input" | "not_found" | "already_exists" => 1,
+        "invalid_input" | "not_found" | "already_exists" | "policy_invalid" => 1,
         "not_configured" | "not_running" | "unauthorized" | "not_signed_in" | "not_connected"
         | "needs_reconnect" | "consent_declined" | "timeout" | "cancelled" | "busy" => 2,
         "zone_unreachable" | "zone_setup" | "zone_refused" | "bad_redirect" => 3,
