@@ -34,6 +34,7 @@ async fn api<R: Runtime>(
             kind,
             write,
             replace,
+            access,
             ..
         } => Request::ClientSetup {
             name,
@@ -41,6 +42,7 @@ async fn api<R: Runtime>(
             stdio_command: cli_exe(),
             write,
             replace,
+            access,
         },
         Request::ExportActivity {
             client,

@@ -10,7 +10,8 @@ mod tray;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use broker::api::{ErrorCode, Failure, Serving};
+use broker::api::{ErrorCode, Failure};
+use broker::control::Serving;
 use broker::{Broker, BrokerError, Config};
 use serde_json::Value;
 use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, WindowEvent};

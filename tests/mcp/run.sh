@@ -29,7 +29,7 @@ step() { # name, then command
   "$@" || failed+=("$name")
 }
 desktop_config="$(mktemp -d)/claude_desktop_config.json"
-"$bin" clients config claude-desktop stdio-check --write --file "$desktop_config" >/dev/null
+"$bin" clients config claude-desktop stdio-check --access write --write --file "$desktop_config" >/dev/null
 
 step client-legacy "$py" "$here/client_check.py" --url "$MCP_URL" --token "$MCP_TOKEN" --fixture "$FIXTURE" --zone "$ZONE" --mode legacy
 step client-auto "$py" "$here/client_check.py" --url "$MCP_URL" --token "$MCP_TOKEN" --fixture "$FIXTURE" --zone "$ZONE" --mode auto

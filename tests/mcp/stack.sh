@@ -40,7 +40,7 @@ round() {
 round login
 "$bin" resources add "$fixture" --name "Fixture API" --scopes "read write" >>"$log" 2>&1
 round connect "$fixture"
-token="$("$bin" clients add stack-client --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+token="$("$bin" clients add stack-client --access write --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
 
 cat <<OUT
 export MCP_URL='http://127.0.0.1:$port/mcp' MCP_TOKEN='$token' FIXTURE='$fixture' ZONE='$issuer' KEYCARD_BROKER_HOME='$home' STACK_PIDS='$zone_pid $up_pid $serve_pid'

@@ -1,13 +1,24 @@
-//! One `call_api`, step by step (DESIGN.md `upstream`): pick the grant → token → send →
-//! 401 retry with a fresh token → 403 `insufficient_scope` → shape for the agent, with one
-//! audit record per call. The HTTP rules live in `upstream`; this is the orchestration.
+//! One `call_api`, step by step (DESIGN.md `upstream`): pick the grant → policy → approval
+//! → token → send → 401 retry with a fresh token → 403 `insufficient_scope` → shape for the
+//! agent, with one audit record per call. The HTTP rules live in `upstream`, the rules in
+//! `policy`, the waiting in `approvals`; this is the orchestration.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use crate::approvals::{Answer, Ask};
 use crate::audit::{ActivityKind, AuditRecord, Outcome, audited};
+use crate::authz::Agent;
 use crate::catalog::{self, Provider};
+use crate::policy::{CallFacts, Decision};
 use crate::upstream::{self, ApiRequest, ApiResponse, CallError};
 use crate::{Broker, BrokerError, GrantStatus};
+
+/// How often a waiting call tells the agent it is still waiting (MCP progress).
+const WAIT_TICK: Duration = Duration::from_secs(5);
+
+/// Called while a call waits for the user, with the time waited so far.
+pub type OnWait<'a> = &'a (dyn Fn(Duration) + Send + Sync);
 
 /// Why an agent's `call_api` was not carried out; every message says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +49,16 @@ pub enum ApiError {
         needed: String,
         granted: String,
     },
+    #[error(
+        "Keycard Broker's policy refused this call: {reason}{}. Tell the user; only they can change this agent's access, in Keycard Broker.",
+        rule.as_deref().map(|r| format!(" (rule {r})")).unwrap_or_default()
+    )]
+    Refused {
+        reason: String,
+        rule: Option<String>,
+    },
+    #[error("{0} Tell the user if the call is still needed; they decide in Keycard Broker.")]
+    NotApproved(String),
 }
 
 impl ApiError {
@@ -47,6 +68,7 @@ impl ApiError {
             ApiError::InsufficientScope { .. }
             | ApiError::Broker(BrokerError::NeedsReconnect { .. }) => Outcome::NeedsReconnect,
             ApiError::Call(CallError::Unreachable(_)) | ApiError::Broker(_) => Outcome::Error,
+            ApiError::NotApproved(_) => Outcome::Declined,
             _ => Outcome::Refused,
         }
     }
@@ -82,13 +104,14 @@ impl Broker {
     /// records the call in the audit log.
     pub async fn call_api(
         &self,
-        client: Option<&str>,
+        agent: &Agent,
         request: ApiRequest,
+        on_wait: Option<OnWait<'_>>,
     ) -> Result<ApiResponse, ApiError> {
         let sink = |record| self.record(record);
         audited(
             ActivityKind::CallApi,
-            client,
+            Some(agent.name.as_str()),
             sink,
             async |record: &mut AuditRecord| {
                 record.method = Some(
@@ -99,7 +122,7 @@ impl Broker {
                         .take(16)
                         .collect(),
                 );
-                let result = self.call_api_inner(&request, record).await;
+                let result = self.call_api_inner(agent, &request, record, on_wait).await;
                 match &result {
                     Ok(response) => {
                         record.status = Some(response.status);
@@ -117,8 +140,10 @@ impl Broker {
 
     async fn call_api_inner(
         &self,
+        agent: &Agent,
         request: &ApiRequest,
         record: &mut AuditRecord,
+        on_wait: Option<OnWait<'_>>,
     ) -> Result<ApiResponse, ApiError> {
         let target = upstream::parse_target(&request.url)?;
         record.host = target.host_str().map(str::to_string);
@@ -155,6 +180,10 @@ impl Broker {
             })?,
         };
         record.resource = Some(provider.resource.clone());
+        self.permit(
+            agent, provider, request, &target, &prepared, record, on_wait,
+        )
+        .await?;
         let bases: Vec<url::Url> = provider
             .api_bases
             .iter()
@@ -200,5 +229,87 @@ impl Broker {
             });
         }
         Ok(upstream::shape(raw, &token.token))
+    }
+
+    /// The policy's decision for this call; an "ask" waits for the user here. What decided
+    /// (the rule, who approved and after how long) goes into the activity record.
+    #[allow(clippy::too_many_arguments)]
+    async fn permit(
+        &self,
+        agent: &Agent,
+        provider: &Provider,
+        request: &ApiRequest,
+        target: &url::Url,
+        prepared: &upstream::Prepared,
+        record: &mut AuditRecord,
+        on_wait: Option<OnWait<'_>>,
+    ) -> Result<(), ApiError> {
+        let method = request.method.to_ascii_uppercase();
+        let facts = CallFacts {
+            client: &agent.key,
+            resource: &provider.resource,
+            method: &method,
+            host: target.host_str().unwrap_or_default(),
+            path: target.path(),
+        };
+        let rule = match self.decide(&facts) {
+            Decision::Allow { rule } => {
+                record.detail = Some(format!("allowed by {rule}"));
+                return Ok(());
+            }
+            Decision::Deny { rule, reason } => {
+                return Err(ApiError::Refused { reason, rule });
+            }
+            Decision::Ask { rule } => rule,
+        };
+        let body = prepared.body_bytes();
+        let ask = self.approvals.ask(Ask {
+            client: &agent.key,
+            client_name: &agent.name,
+            resource: &provider.resource,
+            method: &method,
+            url: &request.url,
+            body,
+            rule: &rule,
+        });
+        tokio::pin!(ask);
+        let started = Instant::now();
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + WAIT_TICK, WAIT_TICK);
+        let answer = loop {
+            tokio::select! {
+                answer = &mut ask => break answer,
+                _ = ticks.tick() => {
+                    if let Some(on_wait) = on_wait {
+                        on_wait(started.elapsed());
+                    }
+                }
+            }
+        };
+        let secs = |d: Duration| d.as_secs();
+        match answer {
+            Answer::Approved { by, waited, standing } => {
+                record.detail = Some(if standing {
+                    format!("asked by {rule}; allowed for the hour by the user ({by:?})")
+                } else {
+                    format!("asked by {rule}; approved in the {by:?} after {} s", secs(waited))
+                });
+                Ok(())
+            }
+            Answer::Denied { by, waited } => Err(ApiError::NotApproved(format!(
+                "The user denied this call in Keycard Broker ({by:?}, after {} s; rule {rule}).",
+                secs(waited)
+            ))),
+            Answer::TimedOut { waited } => Err(ApiError::NotApproved(format!(
+                "The user did not approve this call within {} s (rule {rule}), so it was not made.",
+                secs(waited)
+            ))),
+            Answer::Cancelled { .. } => Err(ApiError::NotApproved(
+                "The call was cancelled while it waited for the user (agent access was paused or the broker stopped).".into(),
+            )),
+            Answer::Refused { reason } => Err(ApiError::NotApproved(format!(
+                "The call could not wait for the user: {reason}."
+            ))),
+        }
     }
 }

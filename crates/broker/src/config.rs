@@ -96,6 +96,13 @@ pub struct BrokerSettings {
     /// custom URL scheme (deep link), for zones that allow private-use redirect URIs.
     #[serde(default)]
     pub redirect: RedirectMode,
+    /// How long a write the policy marks "ask" waits for the user before it is denied.
+    #[serde(default = "default_approval_timeout")]
+    pub approval_timeout_secs: u64,
+}
+
+fn default_approval_timeout() -> u64 {
+    crate::approvals::DEFAULT_TIMEOUT.as_secs()
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +126,7 @@ impl Default for BrokerSettings {
             port: DEFAULT_PORT,
             profile: None,
             redirect: RedirectMode::Loopback,
+            approval_timeout_secs: default_approval_timeout(),
         }
     }
 }

@@ -39,7 +39,7 @@ pub enum Event {
     /// An agent registered, signed in or out, or its access changed.
     AgentChanged {
         client: String,
-        change: crate::authz::AgentChange,
+        change: AgentChange,
     },
     /// An agent opened the consent page: the user is deciding what it may do.
     AgentAsks {
@@ -60,6 +60,16 @@ pub enum Event {
         id: String,
         outcome: String,
     },
+}
+
+/// Something happened to an agent's registration, sign-in or access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentChange {
+    Registered,
+    SignedIn,
+    SignedOut,
+    AccessChanged,
 }
 
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! loopback listener, the keychain entries and the token cache. No Tauri, no UI here.
 
 pub mod activity;
-mod agents;
+pub mod agents;
 pub mod api;
 pub mod approvals;
 pub mod audit;
@@ -76,6 +76,8 @@ pub struct Broker {
     grants: Arc<Grants>,
     clients: Clients,
     authz: authz::Authz,
+    approvals: approvals::Approvals,
+    policy: agents::PolicyCache,
     audit: Audit,
     /// Connected providers, derived from the database and cached per `Db::generation`.
     connected: std::sync::Mutex<Option<(u64, Arc<Vec<Provider>>)>>,
@@ -117,10 +119,13 @@ impl Broker {
             callbacks.clone(),
             audit.clone(),
         ));
+        let approval_timeout = Duration::from_secs(config.settings.broker.approval_timeout_secs);
         Ok(Broker {
             config,
             clients: Clients::new(db.clone()),
             authz: authz::Authz::new(db.clone(), events.clone()),
+            approvals: approvals::Approvals::new(events.clone(), approval_timeout),
+            policy: agents::PolicyCache::default(),
             audit,
             connected: std::sync::Mutex::new(None),
             http: upstream::http_clients().map_err(|e| BrokerError::Internal(e.to_string()))?,
@@ -438,6 +443,10 @@ impl Broker {
         let was = self
             .paused
             .swap(paused, std::sync::atomic::Ordering::Relaxed);
+        if paused {
+            // Everything stops at once, waiting writes included.
+            self.approvals.cancel_all();
+        }
         if was != paused {
             tracing::info!(paused, "agent access changed");
             self.events.emit(Event::PauseChanged { paused });

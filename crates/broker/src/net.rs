@@ -23,6 +23,30 @@ pub fn is_loopback_url(url: &Url) -> bool {
     url.host().is_some_and(|h| is_loopback_host(&h))
 }
 
+/// The path of the MCP endpoint on the loopback listener.
+pub const MCP_PATH: &str = "/mcp";
+
+/// The URL agents use to reach the broker on `port` (the one place that spells it).
+pub fn mcp_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}{MCP_PATH}")
+}
+
+/// The `Host` values the endpoint answers to: the loopback names of this port (the one list).
+pub fn own_hosts(port: u16) -> Vec<String> {
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .map(|host| format!("{host}:{port}"))
+        .collect()
+}
+
+/// Our own origins, the only ones a browser-borne request may carry.
+pub fn own_origins(port: u16) -> Vec<String> {
+    own_hosts(port)
+        .iter()
+        .map(|host| format!("http://{host}"))
+        .collect()
+}
+
 /// A client for traffic to one side: `loopback` clients ignore every proxy setting.
 pub fn client_builder(loopback: bool) -> reqwest::ClientBuilder {
     let builder = reqwest::Client::builder()

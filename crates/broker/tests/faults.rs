@@ -272,7 +272,14 @@ async fn full_disk_loses_no_grant_and_no_activity() {
         body: None,
         resource: None,
     };
-    let first = broker.call_api(Some("agent-1"), call()).await.unwrap();
+    let agent = broker::authz::Agent::static_client("agent-1");
+    broker
+        .set_access(
+            &agent.key,
+            &[("*".to_string(), broker::policy::Access::Read)],
+        )
+        .unwrap();
+    let first = broker.call_api(&agent, call(), None).await.unwrap();
     assert_eq!(first.status, 200);
     let calls_before = audited_calls(&broker);
     assert_eq!(calls_before, 1);
@@ -280,7 +287,7 @@ async fn full_disk_loses_no_grant_and_no_activity() {
     let filler = disk.fill();
     const CALLS: usize = 300;
     for _ in 0..CALLS {
-        let answer = broker.call_api(Some("agent-1"), call()).await.unwrap();
+        let answer = broker.call_api(&agent, call(), None).await.unwrap();
         assert_eq!(answer.status, 200, "agents keep working on a full disk");
     }
     let stored = audited_calls(&broker);
@@ -307,7 +314,7 @@ async fn full_disk_loses_no_grant_and_no_activity() {
     drop(broker);
 
     let restarted = open(&s).await;
-    let answer = restarted.call_api(Some("agent-1"), call()).await.unwrap();
+    let answer = restarted.call_api(&agent, call(), None).await.unwrap();
     assert_eq!(answer.status, 200, "the grant survived the full disk");
     restarted.shutdown().await;
     assert_clean(&zone, &s).await;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use broker::api::{ExportFormat, Outcome, UpstreamStrategy};
+use broker::api::{Access, ExportFormat, Outcome, UpstreamStrategy};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -62,6 +62,22 @@ pub enum Command {
     },
     /// What agents did: tool calls and token acquisitions, newest first.
     Audit(AuditArgs),
+    /// Calls waiting for your approval (writes a policy marks "ask"), oldest first.
+    Approvals,
+    /// Let a waiting call through: once, or with --for 1h every call of the same agent to the
+    /// same provider and method class for an hour.
+    Approve {
+        id: String,
+        #[arg(long = "for", value_parser = parse_for)]
+        span: Option<Span>,
+    },
+    /// Refuse a waiting call (the agent is told the user denied it).
+    Deny { id: String },
+    /// The per-agent policy: consent choices plus policy.cedar.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// What this broker is and where it keeps its config, data and logs (no secrets).
     About,
     /// stdio ↔ HTTP bridge for stdio-only MCP clients (Claude Desktop).
@@ -76,12 +92,24 @@ pub enum ClientsCommand {
     /// Register a client; prints its bearer token once.
     Add {
         name: String,
+        /// Its access to every provider: none, read, ask (read; writes wait for you) or write.
+        #[arg(long, value_parser = parse_access, default_value = "ask")]
+        access: Access,
     },
-    List,
-    /// Remove a client; its token stops working on the next request.
-    Remove {
+    /// What a client may do per provider: RESOURCE=LEVEL (LEVEL none, read, ask, write;
+    /// RESOURCE a provider identifier or slug, or * for every provider). Replaces its choices.
+    Access {
         name: String,
+        #[arg(required = true, value_parser = parse_choice)]
+        choices: Vec<(String, Access)>,
     },
+    /// Every agent, OAuth (signed in through the consent page) and static, with its access.
+    List,
+    /// End an OAuth agent's sign-in now (its tokens stop working; it can sign in again), or
+    /// remove a static client. NAME is the client id `clients list` shows.
+    Signout { name: String },
+    /// Remove a client; its token stops working on the next request.
+    Remove { name: String },
     /// Print (or merge into the client's own file with --write) the MCP config for a client.
     /// Issues a fresh token for NAME (registering it if needed).
     Config {
@@ -95,9 +123,23 @@ pub enum ClientsCommand {
         /// Config file to write instead of the client's default location (implies --write).
         #[arg(long)]
         file: Option<PathBuf>,
+        /// A new client's access to every provider: none, read, ask or write (default ask).
+        #[arg(long, value_parser = parse_access)]
+        access: Option<Access>,
     },
     /// The kinds of agent client `clients config` knows, and where their files are.
     Kinds,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Parse and validate the policy in force; a problem is shown with file:line:column.
+    Check,
+    /// The effective rules, per agent or for all.
+    Show {
+        #[arg(long)]
+        client: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,8 +260,10 @@ impl Command {
                 ResourcesCommand::List => Subject::Resources,
             },
             Command::Clients { command } => match command {
-                ClientsCommand::Add { name }
+                ClientsCommand::Add { name, .. }
                 | ClientsCommand::Remove { name }
+                | ClientsCommand::Signout { name }
+                | ClientsCommand::Access { name, .. }
                 | ClientsCommand::Config { name, .. } => Subject::Client(name.clone()),
                 ClientsCommand::List | ClientsCommand::Kinds => Subject::Clients,
             },
@@ -231,7 +275,11 @@ impl Command {
             | Command::Status
             | Command::Logout
             | Command::Audit(_)
+            | Command::Policy { .. }
             | Command::About => Subject::General,
+            Command::Approvals | Command::Approve { .. } | Command::Deny { .. } => {
+                Subject::RunningBroker
+            }
         }
     }
 }
@@ -251,6 +299,38 @@ pub fn parse_outcome(value: &str) -> Result<Outcome, String> {
     Outcome::parse(value).ok_or_else(|| {
         "use one of: ok, upstream_error, needs_reconnect, refused, declined, error".to_string()
     })
+}
+
+/// How long an approval lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    Once,
+    Hour,
+}
+
+/// `approve --for`: `once` or `1h` (the only standing allowance there is).
+pub fn parse_for(value: &str) -> Result<Span, String> {
+    match value {
+        "once" => Ok(Span::Once),
+        "1h" | "60m" => Ok(Span::Hour),
+        _ => Err("use 1h (or once)".into()),
+    }
+}
+
+/// An access level: none, read, ask, write.
+pub fn parse_access(value: &str) -> Result<Access, String> {
+    Access::parse(value).ok_or_else(|| "use none, read, ask or write".to_string())
+}
+
+/// `RESOURCE=LEVEL`.
+pub fn parse_choice(value: &str) -> Result<(String, Access), String> {
+    let (resource, level) = value
+        .rsplit_once('=')
+        .ok_or_else(|| "use RESOURCE=LEVEL (e.g. github=read, *=ask)".to_string())?;
+    if resource.is_empty() {
+        return Err("name a provider before '='".into());
+    }
+    Ok((resource.to_string(), parse_access(level)?))
 }
 
 /// `--export`: csv or json.

@@ -84,9 +84,33 @@ async fn every_command_answers_in_json_without_a_zone() {
             Want::Err("already_exists"),
         ),
         (
-            vec!["clients", "list"],
-            Want::Ok("/0/name", json!("agent-a")),
+            vec!["clients", "access", "agent-a", "github=read", "*=ask"],
+            Want::Ok("/client", json!("agent-a")),
         ),
+        (
+            vec!["clients", "access", "agent-a", "nowhere=read"],
+            Want::Err("not_found"),
+        ),
+        (
+            vec!["clients", "list"],
+            Want::Ok("/0/access/0", json!(["*", "ask"])),
+        ),
+        (vec!["clients", "signout", "nobody"], Want::Err("not_found")),
+        (vec!["approvals"], Want::Err("not_running")),
+        (
+            vec!["approve", "abc", "--for", "1h"],
+            Want::Err("not_running"),
+        ),
+        (
+            vec!["approve", "abc", "--for", "2h"],
+            Want::Err("invalid_input"),
+        ),
+        (vec!["deny", "abc"], Want::Err("not_running")),
+        (
+            vec!["policy", "check"],
+            Want::Ok("/file_exists", json!(false)),
+        ),
+        (vec!["policy", "show", "--client", "agent-a"], Want::Any),
         (
             vec!["clients", "config", "cursor", "agent-a"],
             Want::Ok("/kind", json!("cursor")),
@@ -130,13 +154,13 @@ async fn every_command_answers_in_json_without_a_zone() {
 
     // The table covers every command the binary has.
     let mut listed = subcommands(&home, &[]).await;
-    for group in ["clients", "resources"] {
+    for group in ["clients", "resources", "policy"] {
         listed.retain(|c| c != group);
         for sub in subcommands(&home, &[group]).await {
             listed.push(format!("{group} {sub}"));
         }
     }
-    assert_eq!(listed.len(), 22, "{listed:?}");
+    assert_eq!(listed.len(), 29, "{listed:?}");
     for command in &listed {
         assert!(
             table

@@ -1,7 +1,7 @@
 // Generated from the Rust types by src-tauri/src/tests.rs (ts-rs); do not edit.
 // After changing a type: UPDATE_BINDINGS=1 cargo test -p keycard-broker-app bindings
 
-export type Request = { "op": "status" } | { "op": "pause" } | { "op": "resume" } | { "op": "login", timeout_secs: number, } | { "op": "connect", resource: string, timeout_secs: number, } | { "op": "check", resource: string, } | { "op": "revoke", resource: string, } | { "op": "logout" } | { "op": "resources_add", resource: string, name: string | null, api_bases: Array<string>, scopes: Array<string>, } | { "op": "resources_list" } | { "op": "resources_remove", resource: string, } | { "op": "clients_add", name: string, } | { "op": "clients_issue", name: string, } | { "op": "clients_list" } | { "op": "clients_remove", name: string, } | { "op": "client_setup", name: string, kind: string, 
+export type Request = { "op": "status" } | { "op": "pause" } | { "op": "resume" } | { "op": "login", timeout_secs: number, } | { "op": "connect", resource: string, timeout_secs: number, } | { "op": "check", resource: string, } | { "op": "revoke", resource: string, } | { "op": "logout" } | { "op": "resources_add", resource: string, name: string | null, api_bases: Array<string>, scopes: Array<string>, } | { "op": "resources_list" } | { "op": "resources_remove", resource: string, } | { "op": "clients_add", name: string, access: Access | null, } | { "op": "clients_issue", name: string, } | { "op": "clients_list" } | { "op": "clients_remove", name: string, } | { "op": "client_setup", name: string, kind: string, 
 /**
  * The command stdio-only clients start (`keycard-broker` next to the shell).
  */
@@ -10,14 +10,18 @@ stdio_command: string, write: WriteTo | null,
  * False: a new client (the name must be free). True: a new token for this name,
  * whether or not it exists (the old token stops working at once).
  */
-replace: boolean, } | { "op": "client_kinds" } | { "op": "audit", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, limit: number | null, } | { "op": "export_activity", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, format: ExportFormat, 
+replace: boolean, 
+/**
+ * A new client's access to every provider (read and ask before writes unless given).
+ */
+access: Access | null, } | { "op": "client_kinds" } | { "op": "set_access", client: string, choices: Array<[string, Access]>, } | { "op": "agents" } | { "op": "agent_sign_out", client: string, } | { "op": "approvals" } | { "op": "decide", id: string, verdict: Verdict, by: DecidedBy, } | { "op": "policy_check" } | { "op": "policy_show", client: string | null, } | { "op": "audit", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, limit: number | null, } | { "op": "export_activity", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, format: ExportFormat, 
 /**
  * A folder (the file gets a dated name in it) or a new file's path. The tray app
  * sets its own (the Downloads folder).
  */
 to: string, } | { "op": "about" };
 
-export type Reply = { "kind": "status", "value": Status } | { "kind": "provider", "value": Provider } | { "kind": "providers", "value": Array<Provider> } | { "kind": "token", "value": TokenInfo } | { "kind": "issued", "value": Issued } | { "kind": "clients", "value": Array<ClientRecord> } | { "kind": "client_setup", "value": ClientSetup } | { "kind": "client_kinds", "value": Array<ClientKind> } | { "kind": "activity", "value": Array<AuditRecord> } | { "kind": "exported", "value": Exported } | { "kind": "about", "value": About } | { "kind": "done" };
+export type Reply = { "kind": "status", "value": Status } | { "kind": "provider", "value": Provider } | { "kind": "providers", "value": Array<Provider> } | { "kind": "token", "value": TokenInfo } | { "kind": "issued", "value": Issued } | { "kind": "clients", "value": Array<ClientRecord> } | { "kind": "client_setup", "value": ClientSetup } | { "kind": "client_kinds", "value": Array<ClientKind> } | { "kind": "activity", "value": Array<AuditRecord> } | { "kind": "exported", "value": Exported } | { "kind": "agents", "value": Array<AgentView> } | { "kind": "approvals", "value": Array<PendingCall> } | { "kind": "decided", "value": PendingCall } | { "kind": "policy", "value": PolicyReport } | { "kind": "rules", "value": Array<RuleView> } | { "kind": "about", "value": About } | { "kind": "done" };
 
 export type Failure = { code: ErrorCode, message: string, 
 /**

@@ -3,9 +3,9 @@
 //! a typed [`Reply`] or a [`Failure`] with a stable [`ErrorCode`]: an operation both shells
 //! offer exists once, here. Shells parse input, render output and add their own advice by code.
 
+mod agents;
 mod export;
 mod failure;
-mod serving;
 mod setup;
 
 use std::sync::Arc;
@@ -14,19 +14,23 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::agents::DEFAULT_STATIC_ACCESS;
+pub use crate::approvals::{DecidedBy, PendingCall, Verdict};
 use crate::audit::AuditFilter;
+pub use crate::policy::{Access, RuleView};
 use crate::{Broker, Provider, RoundKind, Status, TokenInfo};
 
 pub use crate::activity::{ActivityKind, AuditRecord, Outcome};
+pub use crate::authz::Registration;
 pub use crate::clients::ClientRecord;
 pub use crate::config::{Config, UpstreamStrategy};
 pub use crate::consent::open_browser;
 pub use crate::error::ErrorCode;
 pub use crate::vault::Vault;
 pub use crate::zone::split_scopes;
+pub use agents::{AgentView, PolicyReport};
 pub use export::{ExportFormat, Exported};
 pub use failure::Failure;
-pub use serving::Serving;
 pub use setup::{
     About, ClientKind, ClientSetup, Issued, ShownOnce, WriteTo, ZoneChange, ZoneConfigured,
 };
@@ -66,8 +70,12 @@ pub enum Request {
     ResourcesRemove {
         resource: String,
     },
+    /// A static client, with `access` to every provider (read and ask before writes unless
+    /// given).
     ClientsAdd {
         name: String,
+        #[serde(default)]
+        access: Option<Access>,
     },
     ClientsIssue {
         name: String,
@@ -90,8 +98,37 @@ pub enum Request {
         /// whether or not it exists (the old token stops working at once).
         #[serde(default)]
         replace: bool,
+        /// A new client's access to every provider (read and ask before writes unless given).
+        #[serde(default)]
+        access: Option<Access>,
     },
     ClientKinds,
+    /// What an agent (a static client's name or an OAuth client id) may do per provider
+    /// (`*`: every provider); replaces its choices.
+    SetAccess {
+        client: String,
+        choices: Vec<(String, Access)>,
+    },
+    /// Every agent, OAuth and static, with what each may use.
+    Agents,
+    /// Ends an OAuth agent's sign-in at once (or removes a static client).
+    AgentSignOut {
+        client: String,
+    },
+    /// Calls waiting for the user, oldest first.
+    Approvals,
+    /// The user's decision on a waiting call, and where it was made.
+    Decide {
+        id: String,
+        verdict: Verdict,
+        by: DecidedBy,
+    },
+    /// Parses and validates the policy in force (consent choices and policy.cedar).
+    PolicyCheck,
+    /// The effective rules, for one agent or all.
+    PolicyShow {
+        client: Option<String>,
+    },
     /// Activity, newest first (at most `limit`, 1000 unless given).
     Audit {
         client: Option<String>,
@@ -130,6 +167,11 @@ pub enum Reply {
     ClientKinds(Vec<ClientKind>),
     Activity(Vec<AuditRecord>),
     Exported(Exported),
+    Agents(Vec<AgentView>),
+    Approvals(Vec<PendingCall>),
+    Decided(PendingCall),
+    Policy(PolicyReport),
+    Rules(Vec<RuleView>),
     About(About),
     Done,
 }
@@ -195,7 +237,11 @@ pub async fn handle(
             broker.remove_resource(&resource).await?;
             Reply::Done
         }
-        Request::ClientsAdd { name } => Reply::Issued(broker.add_client(&name)?.into()),
+        Request::ClientsAdd { name, access } => Reply::Issued(
+            broker
+                .add_client(&name, access.unwrap_or(DEFAULT_STATIC_ACCESS))?
+                .into(),
+        ),
         Request::ClientsIssue { name } => Reply::Issued(broker.issue_client(&name)?.into()),
         Request::ClientsList => Reply::Clients(broker.list_clients()?),
         Request::ClientsRemove { name } => {
@@ -208,10 +254,37 @@ pub async fn handle(
             stdio_command,
             write,
             replace,
+            access,
         } => Reply::ClientSetup(
-            setup::client_setup(broker, &name, &kind, &stdio_command, write, replace).await?,
+            setup::client_setup(broker, &name, &kind, &stdio_command, write, replace, access)
+                .await?,
         ),
         Request::ClientKinds => Reply::ClientKinds(client_kinds()),
+        Request::Agents => Reply::Agents(agents::agents(broker)?),
+        Request::AgentSignOut { client } => {
+            agents::sign_out(broker, &client)?;
+            Reply::Done
+        }
+        Request::Approvals => Reply::Approvals(broker.approvals().pending()),
+        Request::Decide { id, verdict, by } => {
+            Reply::Decided(agents::decide(broker, &id, verdict, by)?)
+        }
+        Request::PolicyCheck => Reply::Policy(agents::check_policy(broker)?),
+        Request::PolicyShow { client } => Reply::Rules(agents::rules(broker, client.as_deref())?),
+        Request::SetAccess { client, choices } => {
+            let choices = choices
+                .into_iter()
+                .map(|(resource, access)| {
+                    if resource == crate::agents::ALL_PROVIDERS {
+                        Ok((resource, access))
+                    } else {
+                        broker.provider(&resource).map(|p| (p.resource, access))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            broker.set_access(&client, &choices)?;
+            Reply::Done
+        }
         Request::Audit {
             client,
             resource,

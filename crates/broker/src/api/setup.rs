@@ -125,6 +125,7 @@ pub(super) async fn client_setup(
     stdio_command: &str,
     write: Option<WriteTo>,
     replace: bool,
+    access: Option<crate::policy::Access>,
 ) -> Result<ClientSetup, Failure> {
     let kind = Kind::parse(kind).ok_or_else(|| {
         let known: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
@@ -135,9 +136,13 @@ pub(super) async fn client_setup(
     })?;
     clients::validate_name(name).map_err(|e| BrokerError::Clients(e.into()))?;
     let issued = if replace {
-        broker.issue_client(name)?
+        let issued = broker.issue_client(name)?;
+        if let Some(access) = access {
+            broker.set_access(name, &[(crate::agents::ALL_PROVIDERS.to_string(), access)])?;
+        }
+        issued
     } else {
-        broker.add_client(name)?
+        broker.add_client(name, access.unwrap_or(crate::agents::DEFAULT_STATIC_ACCESS))?
     };
     let snippet = broker
         .client_snippet(kind, &issued.name, &issued.token, stdio_command)

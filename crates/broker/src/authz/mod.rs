@@ -10,6 +10,8 @@
 //! - `token`: codes, access and refresh tokens (hashes only), rotation, reuse detection, revocation.
 //! - `store`: the SQLite rows (agent clients, refresh tokens, access choices).
 
+#[cfg(test)]
+mod attack_tests;
 mod authorize;
 mod cimd;
 mod consent_page;
@@ -32,9 +34,9 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use rand::RngCore;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 
 use crate::db::Db;
+pub use crate::events::AgentChange;
 use crate::events::Events;
 
 pub use consent_page::Offer;
@@ -42,6 +44,28 @@ pub use metadata::{challenge, resource_metadata_url};
 pub use register::DCR_PREFIX;
 pub use store::{AgentRecord, Registration};
 pub use token::Caller;
+
+/// The agent a request to `/mcp` authenticated as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    /// The policy's principal: a static client's name, or an OAuth agent's client id.
+    pub key: String,
+    /// What the user sees (and the activity log records).
+    pub name: String,
+    /// Signed in with OAuth (false: a static bearer token from a config file).
+    pub oauth: bool,
+}
+
+impl Agent {
+    /// A client holding a static token: its name is its key.
+    pub fn static_client(name: &str) -> Agent {
+        Agent {
+            key: name.to_string(),
+            name: name.to_string(),
+            oauth: false,
+        }
+    }
+}
 
 /// The providers the consent page offers (the connected ones), asked at each request.
 pub type Providers = Arc<dyn Fn() -> Vec<Offer> + Send + Sync>;
@@ -80,9 +104,9 @@ impl Endpoint {
     pub fn new(port: u16) -> Endpoint {
         Endpoint {
             issuer: format!("http://127.0.0.1:{port}"),
-            resource: crate::mcp::mcp_url(port),
-            hosts: crate::mcp::own_hosts(port),
-            origins: crate::mcp::own_origins(port),
+            resource: crate::net::mcp_url(port),
+            hosts: crate::net::own_hosts(port),
+            origins: crate::net::own_origins(port),
         }
     }
 }
@@ -101,16 +125,6 @@ struct Inner {
     pending: authorize::Pending,
     tokens: token::Tokens,
     documents: cimd::Documents,
-}
-
-/// Something happened to an agent's registration, sign-in or access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentChange {
-    Registered,
-    SignedIn,
-    SignedOut,
-    AccessChanged,
 }
 
 impl Authz {

@@ -30,26 +30,7 @@ const CREDENTIAL_PARAMS: &[&str] = &[
 
 /// The agent a request authenticated as; rmcp hands it to the tools inside the request's
 /// `http::request::Parts`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentClient {
-    /// The policy's principal: a static client's name, or an OAuth agent's client id.
-    pub key: String,
-    /// What the user sees (and the activity log records).
-    pub name: String,
-    /// Signed in with OAuth (false: a static bearer token from a config file).
-    pub oauth: bool,
-}
-
-impl AgentClient {
-    /// A client holding a static token: its name is its key.
-    pub fn static_client(name: &str) -> AgentClient {
-        AgentClient {
-            key: name.to_string(),
-            name: name.to_string(),
-            oauth: false,
-        }
-    }
-}
+pub use crate::authz::Agent as AgentClient;
 
 pub struct Guard {
     clients: Clients,

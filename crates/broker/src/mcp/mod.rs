@@ -12,30 +12,10 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 
 use crate::Broker;
 
-pub const MCP_PATH: &str = "/mcp";
+pub use crate::net::{MCP_PATH, mcp_url, own_hosts, own_origins};
 
-/// The URL agents use to reach the broker on `port` (the one place that spells it).
-pub fn mcp_url(port: u16) -> String {
-    format!("http://127.0.0.1:{port}{MCP_PATH}")
-}
 /// Largest MCP request body accepted (a `call_api` body plus JSON-RPC framing).
 pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
-
-/// The `Host` values the endpoint answers to: the loopback names of this port (the one list).
-pub fn own_hosts(port: u16) -> Vec<String> {
-    ["127.0.0.1", "localhost", "[::1]"]
-        .iter()
-        .map(|host| format!("{host}:{port}"))
-        .collect()
-}
-
-/// Our own origins, the only ones a browser-borne request may carry.
-pub fn own_origins(port: u16) -> Vec<String> {
-    own_hosts(port)
-        .iter()
-        .map(|host| format!("http://{host}"))
-        .collect()
-}
 
 /// The `/mcp` route: guard first (Host, Origin, bearer, query, size), then rmcp, which
 /// serves 2025-11-25 (sessions) and 2026-07-28 (stateless) from the one endpoint; beside it,

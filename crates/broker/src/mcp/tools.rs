@@ -10,8 +10,8 @@ use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolResponse, CallToolResult, ContentBlock, ElicitRequest, ElicitRequestParams,
-    ElicitationAction, Implementation, InputRequest, InputRequiredResult, ProtocolVersion,
-    ServerCapabilities, ServerConfig,
+    ElicitationAction, Implementation, InputRequest, InputRequiredResult,
+    ProgressNotificationParam, ProtocolVersion, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -75,7 +75,15 @@ impl BrokerTools {
         let client = client_of(&context);
         let sink = |record| self.broker.record(record);
         audited(ActivityKind::ListConnections, client.as_ref().map(|c| c.name.as_str()), sink, async |record: &mut AuditRecord| {
-        let result = match self.broker.connections() {
+        // An agent sees only the providers its policy lets it use at all.
+        let visible = self.broker.connections().map(|all| match &client {
+            Some(agent) => all
+                .into_iter()
+                .filter(|c| self.broker.may_use(&agent.key, &c.resource))
+                .collect(),
+            None => Vec::new(),
+        });
+        let result = match visible {
             Ok(connections) => {
                 let text = if connections.is_empty() {
                     "No providers are connected. Ask the user to connect one in Keycard Broker, or call `connect`.".to_string()
@@ -116,12 +124,26 @@ impl BrokerTools {
         Parameters(request): Parameters<ApiRequest>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let client = client_of(&context);
-        match self
-            .broker
-            .call_api(client.as_ref().map(|c| c.name.as_str()), request)
-            .await
-        {
+        let Some(agent) = client_of(&context) else {
+            return Ok(text_error("no authenticated agent"));
+        };
+        // While a write waits for the user, tell a client that asked for progress.
+        let progress_token = context.meta.get_progress_token();
+        let peer = context.peer.clone();
+        let on_wait = move |waited: std::time::Duration| {
+            if let Some(token) = progress_token.clone() {
+                let peer = peer.clone();
+                let note = ProgressNotificationParam::new(token, waited.as_secs_f64())
+                    .with_message(format!(
+                        "waiting for the user to approve in Keycard Broker ({} s)",
+                        waited.as_secs()
+                    ));
+                tokio::spawn(async move {
+                    let _ = peer.notify_progress(note).await;
+                });
+            }
+        };
+        match self.broker.call_api(&agent, request, Some(&on_wait)).await {
             Ok(response) => {
                 let value = serde_json::to_value(&response)
                     .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;

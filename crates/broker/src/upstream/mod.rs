@@ -205,6 +205,13 @@ pub struct Prepared {
     body: Option<Vec<u8>>,
 }
 
+impl Prepared {
+    /// The body as it will be sent (empty when there is none), for the approval preview.
+    pub fn body_bytes(&self) -> &[u8] {
+        self.body.as_deref().unwrap_or_default()
+    }
+}
+
 pub fn prepare(req: &ApiRequest) -> Result<Prepared, CallError> {
     let method = match req.method.to_ascii_uppercase().as_str() {
         "GET" => reqwest::Method::GET,

@@ -12,8 +12,12 @@ use crate::output::{self, Fail, Hint, expect_reply, say, tell};
 
 pub async fn run(ctx: &Ctx, command: ClientsCommand) -> Result<(), Fail> {
     match command {
-        ClientsCommand::Add { name } => {
-            let reply = execute(ctx, Request::ClientsAdd { name }, false).await?;
+        ClientsCommand::Add { name, access } => {
+            let request = Request::ClientsAdd {
+                name,
+                access: Some(access),
+            };
+            let reply = execute(ctx, request, false).await?;
             let issued = expect_reply!(reply, Reply::Issued)?;
             output::show(ctx.json, &issued, |c| {
                 say!(
@@ -24,22 +28,45 @@ pub async fn run(ctx: &Ctx, command: ClientsCommand) -> Result<(), Fail> {
             })
         }
         ClientsCommand::List => {
-            let reply = execute(ctx, Request::ClientsList, false).await?;
-            let clients = expect_reply!(reply, Reply::Clients)?;
-            output::show(ctx.json, &clients, |list| {
+            let reply = execute(ctx, Request::Agents, false).await?;
+            let agents = expect_reply!(reply, Reply::Agents)?;
+            output::show(ctx.json, &agents, |list| {
                 if list.is_empty() {
                     say!("No agent clients yet — add one with `keycard-broker clients add NAME`.");
                 }
-                for c in list {
+                for a in list {
+                    let kind = match a.registration {
+                        None => "static token",
+                        Some(api::Registration::Cimd) => "OAuth, verified",
+                        Some(api::Registration::Dcr) => "OAuth, unverified",
+                    };
+                    let access: Vec<String> =
+                        a.access.iter().map(|(r, l)| format!("{r}={l}")).collect();
                     say!(
-                        "{:<24} added {}  last seen {}",
-                        c.name,
-                        c.created_at.format("%Y-%m-%d %H:%M"),
-                        c.last_seen_at
+                        "{:<24} {:<18} {}  last seen {}\n    id {}  access: {}",
+                        a.name,
+                        kind,
+                        a.created_at.format("%Y-%m-%d %H:%M"),
+                        a.last_seen_at
                             .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                            .unwrap_or_else(|| "never".into())
+                            .unwrap_or_else(|| "never".into()),
+                        a.key,
+                        if access.is_empty() {
+                            "none".to_string()
+                        } else {
+                            access.join(", ")
+                        }
                     );
                 }
+            })
+        }
+        ClientsCommand::Signout { name } => {
+            let request = Request::AgentSignOut {
+                client: name.clone(),
+            };
+            output::expect_done(execute(ctx, request, false).await?)?;
+            output::show(ctx.json, &json!({"ok": true, "signed_out": name}), |_| {
+                say!("{name} is signed out; its tokens no longer work.");
             })
         }
         ClientsCommand::Remove { name } => {
@@ -49,12 +76,24 @@ pub async fn run(ctx: &Ctx, command: ClientsCommand) -> Result<(), Fail> {
                 say!("Removed client {name}; its token no longer works.");
             })
         }
+        ClientsCommand::Access { name, choices } => {
+            let request = Request::SetAccess {
+                client: name.clone(),
+                choices: choices.clone(),
+            };
+            output::expect_done(execute(ctx, request, false).await?)?;
+            output::show(ctx.json, &json!({"ok": true, "client": name}), |_| {
+                let words: Vec<String> = choices.iter().map(|(r, a)| format!("{r}={a}")).collect();
+                say!("{name} may now use: {}", words.join(", "));
+            })
+        }
         ClientsCommand::Config {
             kind,
             name,
             write,
             file,
-        } => config(ctx, kind, name, write_to(write, file)?).await,
+            access,
+        } => config(ctx, kind, name, write_to(write, file)?, access).await,
         ClientsCommand::Kinds => output::show(ctx.json, &api::client_kinds(), |kinds| {
             for k in kinds {
                 say!(
@@ -83,7 +122,13 @@ fn write_to(write: bool, file: Option<PathBuf>) -> Result<Option<WriteTo>, Failu
 
 /// Issues a new token for the client and prints (or writes) its entry. When writing fails
 /// the token has already replaced the old one, so the entry is printed all the same.
-async fn config(ctx: &Ctx, kind: String, name: String, write: Option<WriteTo>) -> Result<(), Fail> {
+async fn config(
+    ctx: &Ctx,
+    kind: String,
+    name: String,
+    write: Option<WriteTo>,
+    access: Option<api::Access>,
+) -> Result<(), Fail> {
     let stdio_command = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "keycard-broker".into());
@@ -93,6 +138,7 @@ async fn config(ctx: &Ctx, kind: String, name: String, write: Option<WriteTo>) -
         stdio_command,
         write,
         replace: true,
+        access,
     };
     let setup = expect_reply!(execute(ctx, request, false).await?, Reply::ClientSetup)?;
     if let Some(error) = setup.write_error.clone() {

@@ -1,9 +1,11 @@
 //! One file per area. A command parses nothing more (clap did), builds an `api::Request`
 //! (or calls the one engine function for it), and renders the answer.
 
+mod approvals;
 mod audit;
 mod clients;
 mod connections;
+mod policy;
 mod resources;
 mod serve;
 mod session;
@@ -37,6 +39,13 @@ pub async fn run(command: Command, ctx: Ctx) -> Result<(), Fail> {
         Command::Resources { command } => resources::run(&ctx, command).await,
         Command::Clients { command } => clients::run(&ctx, command).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
+        Command::Approvals => approvals::list(&ctx).await,
+        Command::Approve { id, span } => {
+            let hour = span == Some(crate::args::Span::Hour);
+            approvals::approve(&ctx, id, hour).await
+        }
+        Command::Deny { id } => approvals::deny(&ctx, id).await,
+        Command::Policy { command } => policy::run(&ctx, command).await,
         Command::Serve { port } => serve::serve(ctx, port).await,
         Command::Stdio { client } => serve::stdio(&ctx, client).await,
     }
@@ -55,6 +64,20 @@ pub async fn execute(ctx: &Ctx, request: Request, no_browser: bool) -> Result<Re
     let result = api::handle(&broker, request, show).await;
     broker.shutdown().await;
     result
+}
+
+/// Sends a request that means something only to the serving broker (pause, approvals): no
+/// in-process fallback.
+pub async fn running(ctx: &Ctx, request: Request) -> Result<Reply, Failure> {
+    let socket = control::socket_path(&ctx.config.paths.data_dir);
+    control::call(&socket, &request, |_| {})
+        .await
+        .unwrap_or_else(|| {
+            Err(Failure::new(
+                api::ErrorCode::NotRunning,
+                "no Keycard Broker is running",
+            ))
+        })
 }
 
 /// `--no-browser`: the URL alone as the first stdout line (on stderr with `--json`, whose

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use broker::Broker;
-use broker::api::{self, ErrorCode, Failure, Serving};
+use broker::api::{self, ErrorCode, Failure};
+use broker::control::Serving;
 use broker::mcp::bridge::BridgeError;
 
 use super::Ctx;

@@ -2,8 +2,8 @@
 
 use std::io::BufRead;
 
-use broker::api::{self, ErrorCode, Failure, Reply, Request, ZoneChange};
-use broker::{Broker, Status, control};
+use broker::api::{self, Failure, Reply, Request, ZoneChange};
+use broker::{Broker, Status};
 use secrecy::SecretString;
 
 use super::{Ctx, execute};
@@ -92,16 +92,12 @@ pub async fn logout(ctx: &Ctx) -> Result<(), Fail> {
 
 /// Pausing means something only to a running broker: no in-process fallback.
 pub async fn pause(ctx: &Ctx, pause: bool) -> Result<(), Fail> {
-    let socket = control::socket_path(&ctx.config.paths.data_dir);
     let request = if pause {
         Request::Pause
     } else {
         Request::Resume
     };
-    let Some(result) = control::call(&socket, &request, |_| {}).await else {
-        return Err(Failure::new(ErrorCode::NotRunning, "no Keycard Broker is running").into());
-    };
-    let status = expect_reply!(result?, Reply::Status)?;
+    let status = expect_reply!(super::running(ctx, request).await?, Reply::Status)?;
     output::show(ctx.json, &status, |s| {
         say!(
             "{}",
@@ -201,11 +197,11 @@ mod tests {
         }
         for empty in ["", "\n", "\r\n"] {
             let e = read_secret_line(empty.as_bytes()).unwrap_err();
-            assert_eq!(e.code, ErrorCode::InvalidInput);
+            assert_eq!(e.code, api::ErrorCode::InvalidInput);
             assert!(e.message.contains("empty"), "{}", e.message);
         }
         let e = read_secret_line(&[0xff, 0xfe, b'\n'][..]).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidInput);
+        assert_eq!(e.code, api::ErrorCode::InvalidInput);
         assert!(!e.message.contains('\u{fffd}'));
     }
 }

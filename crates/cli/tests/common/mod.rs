@@ -426,8 +426,12 @@ pub async fn stack_with(scopes: Option<&str>, init: &[&str]) -> Stack {
     home.ok(&add).await;
     let connect = home.round(&["connect", &api, "--no-browser"]).await;
     assert_eq!(connect.code, 0, "{}", connect.stderr);
-    let added: Value =
-        serde_json::from_str(&home.ok(&["clients", "add", "agent-1", "--json"]).await).unwrap();
+    let added: Value = serde_json::from_str(
+        &home
+            .ok(&["clients", "add", "agent-1", "--access", "write", "--json"])
+            .await,
+    )
+    .unwrap();
     assert_eq!(added["name"], "agent-1");
     let token = added["token"].as_str().unwrap().to_string();
     Stack {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::setup::{About, about};
-use crate::{Broker, BrokerError, control, mcp};
+use crate::api::{About, about};
+use crate::{Broker, BrokerError, mcp};
 
 /// A broker that serves agents and admin requests until [`Serving::stop`].
 pub struct Serving {
@@ -20,11 +20,16 @@ pub struct Serving {
 }
 
 impl Serving {
-    /// Takes the control socket first (a live one means another broker owns this home), then
-    /// the port. On failure nothing stays bound and the broker is shut down.
+    /// Checks the policy, takes the control socket (a live one means another broker owns this
+    /// home), then the port. On failure nothing stays bound and the broker is shut down.
     pub async fn start(broker: Arc<Broker>) -> Result<Serving, BrokerError> {
-        let socket = control::socket_path(&broker.config().paths.data_dir);
-        let socket = match control::bind(socket).await {
+        // A policy that does not parse or validate stops the broker here: never fail open.
+        if let Err(e) = broker.policy() {
+            broker.shutdown().await;
+            return Err(e);
+        }
+        let socket = super::socket_path(&broker.config().paths.data_dir);
+        let socket = match super::bind(socket).await {
             Ok(socket) => socket,
             Err(e) => {
                 broker.shutdown().await;

@@ -4,6 +4,8 @@
 //! or a new client at once. With no broker running, the CLI calls [`handle`] in-process:
 //! the same code path either way.
 
+mod serving;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,6 +14,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::api::{ErrorCode, Failure, Reply, Request, handle};
 use crate::{Broker, BrokerError};
+
+pub use serving::Serving;
 
 /// Longest request line accepted on the socket.
 const MAX_LINE: usize = 64 * 1024;
