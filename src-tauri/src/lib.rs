@@ -217,6 +217,11 @@ fn on_event<R: Runtime>(app: &AppHandle<R>, event: &broker::Event) {
             tray::notify_reconnect(app, resource, reason.as_deref());
         }
     }
+    match event {
+        broker::Event::ApprovalRequested { call } => tray::notify_approval(app, call),
+        broker::Event::AgentAsks { name, .. } => tray::notify_agent_asks(app, name),
+        _ => {}
+    }
     if !matches!(
         event,
         broker::Event::Activity { .. } | broker::Event::TokenIssued { .. }

@@ -549,6 +549,8 @@ fn bindings() -> String {
         broker::authz::AgentRecord,
         broker::authz::Registration,
         broker::authz::AgentChange,
+        api::AgentView,
+        api::PolicyReport,
         crate::commands::AppInfo,
     );
     out

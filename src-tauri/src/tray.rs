@@ -227,6 +227,27 @@ pub fn notify_reconnect<R: Runtime>(app: &AppHandle<R>, resource: &str, reason: 
     notify(app, "Reconnect needed", &body);
 }
 
+/// An agent's write waits for the user: say who wants what, and where to decide.
+pub fn notify_approval<R: Runtime>(app: &AppHandle<R>, call: &broker::PendingCall) {
+    notify(
+        app,
+        &format!("{} asks to write", call.client_name),
+        &format!(
+            "{} {} — open Keycard Broker's Requests to allow or deny.",
+            call.method, call.url
+        ),
+    );
+}
+
+/// An agent opened the consent page in the browser.
+pub fn notify_agent_asks<R: Runtime>(app: &AppHandle<R>, name: &str) {
+    notify(
+        app,
+        &format!("{name} asks for access"),
+        "Choose what it may use on the page in your browser.",
+    );
+}
+
 fn notify<R: Runtime>(app: &AppHandle<R>, title: &str, body: &str) {
     use tauri_plugin_notification::NotificationExt;
     // The plugin is absent under the mock runtime of the unit tests.

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.options import ArgOptions
+from selenium.webdriver.support.ui import Select
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30
@@ -276,6 +278,7 @@ def run(app, issuer, fixture, resource, port):
     name = app.find("#client-name")
     name.clear()
     name.send_keys("e2e-agent")
+    Select(app.find("#client-access")).select_by_value("write")
     app.click("#client-snippet")
     token = wait_for("the client token", lambda: app.finds("#client-token") and app.find("#client-token").get_attribute("value"))
     app.shot("3-clients")
@@ -314,6 +317,28 @@ def run(app, issuer, fixture, resource, port):
     app.wait_status(resource, "connected")
     result = mcp.call_api("POST", f"{fixture}/api/items", body=json.dumps({"name": "y"}))
     assert not result.get("isError"), result
+
+    # The user narrows the agent to "ask me before writes": its next write waits in Requests
+    # until the user clicks Allow once in the window.
+    app.tab("clients")
+    app.find("[data-testid=client-e2e-agent] button[data-action=edit-access]").click()
+    wait_for("the access editor", lambda: app.finds("form.access select"))
+    Select(app.find("form.access select")).select_by_value("ask")
+    app.click("form.access button[type=submit]")
+    wait_for("the new access", lambda: "ask me" in app.find("[data-testid=access-e2e-agent]").text.lower())
+    box = {}
+    writer = threading.Thread(target=lambda: box.update(result=mcp.call_api("POST", f"{fixture}/api/items", body=json.dumps({"name": "asked"}))))
+    writer.start()
+    app.tab("requests")
+    wait_for("the waiting request", lambda: app.finds("[data-testid^=request-]"))
+    request = app.find("[data-testid^=request-]")
+    assert "e2e-agent" in request.text and "POST" in request.text and "asked" in request.text, request.text
+    app.shot("6a-request-waiting")
+    request.find_element(By.CSS_SELECTOR, "button[data-action=allow-once]").click()
+    writer.join(TIMEOUT)
+    assert "result" in box and not box["result"].get("isError"), box
+    wait_for("the request to leave", lambda: app.finds("[data-testid=no-requests]"))
+    app.tab("connections")
 
     # Revoke, through the confirm dialog.
     app.row(resource).find_element(By.CSS_SELECTOR, "button[data-action=revoke]").click()

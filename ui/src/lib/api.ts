@@ -4,6 +4,10 @@ import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
 import type {
   About,
+  Access,
+  AgentView,
+  PendingCall,
+  Verdict,
   AppInfo as RawAppInfo,
   ClientKind,
   ClientSetup,
@@ -16,7 +20,7 @@ import type {
   Status,
 } from './bindings';
 
-export type { ClientKind, Failure };
+export type { Access, AgentView, ClientKind, Failure, PendingCall, Verdict };
 
 /** What the window shows about the app (the shell's `AppInfo`, with `About` spread in). */
 export interface AppInfo extends Partial<About> {
@@ -98,13 +102,20 @@ export const api = {
   clients: () => call({ op: 'clients_list' }, 'clients'),
   clientKinds: () => call({ op: 'client_kinds' }, 'client_kinds'),
   /** A new client (`replace` false) or a new token for one; the shell names its own CLI. */
-  setupClient: (name: string, kind: string, write: boolean, replace: boolean) =>
+  setupClient: (name: string, kind: string, write: boolean, replace: boolean, access: Access | null) =>
     call(
-      { op: 'client_setup', name, kind, stdio_command: '', write: write ? { to: 'default' } : null, replace },
+      { op: 'client_setup', name, kind, stdio_command: '', write: write ? { to: 'default' } : null, replace, access },
       'client_setup',
     ),
-  addClient: (name: string, kind: string, write: boolean) => api.setupClient(name, kind, write, false),
-  issueClient: (name: string, kind: string, write: boolean) => api.setupClient(name, kind, write, true),
+  addClient: (name: string, kind: string, write: boolean, access: Access) =>
+    api.setupClient(name, kind, write, false, access),
+  issueClient: (name: string, kind: string, write: boolean) => api.setupClient(name, kind, write, true, null),
+  /** Every agent, OAuth and static, with what each may use. */
+  agents: () => call({ op: 'agents' }, 'agents'),
+  setAccess: (client: string, choices: [string, Access][]) => call({ op: 'set_access', client, choices }, 'done'),
+  signOutAgent: (client: string) => call({ op: 'agent_sign_out', client }, 'done'),
+  approvals: () => call({ op: 'approvals' }, 'approvals'),
+  decide: (id: string, verdict: Verdict) => call({ op: 'decide', id, verdict, by: 'window' }, 'decided'),
   removeClient: (name: string) => call({ op: 'clients_remove', name }, 'done'),
   audit: () => call({ op: 'audit', client: null, resource: null, outcome: null, since: null, limit: 1000 }, 'activity'),
   /** Every record the filter selects, written by the engine to the Downloads folder. */

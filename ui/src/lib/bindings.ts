@@ -229,6 +229,26 @@ export type Registration = "dcr" | "cimd";
 
 export type AgentChange = "registered" | "signed_in" | "signed_out" | "access_changed";
 
+export type AgentView = { 
+/**
+ * The policy's principal: a static client's name or an OAuth client id.
+ */
+key: string, name: string, 
+/**
+ * `None` for a static client (a bearer token pasted into a config file).
+ */
+registration: Registration | null, 
+/**
+ * Access per provider (`*`: every provider).
+ */
+access: Array<[string, Access]>, created_at: string, last_seen_at: string | null, };
+
+export type PolicyReport = { file: string, 
+/**
+ * Whether `policy.cedar` exists (absent: only the consent choices apply).
+ */
+file_exists: boolean, rules: number, };
+
 export type AppInfo = { running: boolean, 
 /**
  * Why the engine is not running.

@@ -5,6 +5,7 @@ import type { AuditRecord, ConnectionStatus, GrantStatus, OverallState, Provider
 // The engine's types, generated from Rust (bindings.ts); the views import them from here.
 export type {
   AuditRecord,
+  AgentView,
   ClientRecord,
   ConnectionStatus,
   GrantStatus,
@@ -199,4 +200,21 @@ export function suggestClientName(kind: string, taken: string[]): string {
 /** The header's state: the engine's `overall`, the very field the tray icon is drawn from. */
 export function overall(status: Status | null): OverallState {
   return status?.overall?.state ?? 'signed_out';
+}
+
+/** The access levels, in the order the window offers them. */
+export const ACCESS_LEVELS = [
+  { value: 'none', label: 'No access' },
+  { value: 'read', label: 'Read only' },
+  { value: 'ask', label: 'Read; ask me before writes' },
+  { value: 'write', label: 'Read and write' },
+] as const;
+
+/** One line saying what an agent may use: "All providers: read; GitHub: read and write". */
+export function accessSummary(access: [string, string][], providers: Provider[]): string {
+  if (access.length === 0) return 'No access';
+  const word = (level: string) => ACCESS_LEVELS.find((l) => l.value === level)?.label.toLowerCase() ?? level;
+  return access
+    .map(([resource, level]) => `${resource === '*' ? 'All providers' : resourceName(resource, providers)}: ${word(level)}`)
+    .join('; ');
 }

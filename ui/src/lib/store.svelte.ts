@@ -1,12 +1,15 @@
 // The window's state, kept current by engine events (see App.svelte).
-import { api, message, type AppInfo, type ClientKind } from './api';
-import type { AuditRecord, ClientRecord, Provider, Status } from './format';
+import { api, message, type AgentView, type AppInfo, type ClientKind, type PendingCall } from './api';
+import type { AuditRecord, Provider, Status } from './format';
 
 export const store = $state({
   info: null as AppInfo | null,
   status: null as Status | null,
   providers: [] as Provider[],
-  clients: [] as ClientRecord[],
+  /** Every agent, OAuth and static, with its access. */
+  clients: [] as AgentView[],
+  /** Calls waiting for the user's approval, oldest first. */
+  approvals: [] as PendingCall[],
   /** The kinds of agent client the engine can set up (its list, not a copy). */
   kinds: [] as ClientKind[],
   audit: [] as AuditRecord[],
@@ -35,10 +38,13 @@ export async function loadProviders() {
   await guard(api.resources, (v) => (store.providers = v));
 }
 export async function loadClients() {
-  await guard(api.clients, (v) => (store.clients = v));
+  await guard(api.agents, (v) => (store.clients = v));
 }
 export async function loadKinds() {
   await guard(api.clientKinds, (v) => (store.kinds = v));
+}
+export async function loadApprovals() {
+  await guard(api.approvals, (v) => (store.approvals = v));
 }
 export async function loadAudit() {
   await guard(api.audit, (v) => (store.audit = v));
@@ -48,7 +54,7 @@ export async function loadAll() {
   store.loadError = null;
   await loadInfo();
   if (!store.info?.running) return;
-  await Promise.all([loadStatus(), loadProviders(), loadClients(), loadKinds(), loadAudit()]);
+  await Promise.all([loadStatus(), loadProviders(), loadClients(), loadKinds(), loadAudit(), loadApprovals()]);
 }
 
 /** Runs a browser round (login / connect / reconnect); the URL arrives as an event. */
