@@ -33,6 +33,7 @@ desktop_config="$(mktemp -d)/claude_desktop_config.json"
 
 step client-legacy "$py" "$here/client_check.py" --url "$MCP_URL" --token "$MCP_TOKEN" --fixture "$FIXTURE" --zone "$ZONE" --mode legacy
 step client-auto "$py" "$here/client_check.py" --url "$MCP_URL" --token "$MCP_TOKEN" --fixture "$FIXTURE" --zone "$ZONE" --mode auto
+step oauth "$py" "$here/oauth_check.py" --url "$MCP_URL" --fixture "$FIXTURE" --bin "$bin" --approval-timeout "$APPROVAL_TIMEOUT"
 step stdio "$py" "$here/stdio_check.py" --bin "$bin" --client stdio-check --fixture "$FIXTURE"
 step inspector "$here/inspector_check.sh" "$MCP_URL" "$MCP_TOKEN" "$FIXTURE"
 step conformance "$here/conformance.sh" "$MCP_URL" "$MCP_TOKEN"

@@ -24,6 +24,20 @@ fixture="$(sed -n 's/^UPSTREAM_READY //p' "$home/up.out")/api"
 port="$(free_port)"
 
 "$bin" init --zone "$issuer" --port "$port" >>"$log" 2>&1
+# Writes a policy marks "ask" give up after APPROVAL_TIMEOUT seconds here (120 by default), so
+# oauth_check.py can see the timeout without waiting two minutes.
+python3 - "$home/config.toml" "${APPROVAL_TIMEOUT:-8}" <<'PY'
+import re, sys
+path, secs = sys.argv[1], sys.argv[2]
+text = open(path).read()
+if re.search(r"^approval_timeout_secs *=", text, re.M):
+    text = re.sub(r"^approval_timeout_secs *=.*$", f"approval_timeout_secs = {secs}", text, count=1, flags=re.M)
+elif re.search(r"^\[broker\]", text, re.M):
+    text = re.sub(r"^\[broker\]\n", f"[broker]\napproval_timeout_secs = {secs}\n", text, count=1, flags=re.M)
+else:
+    text += f"\n[broker]\napproval_timeout_secs = {secs}\n"
+open(path, "w").write(text)
+PY
 "$bin" serve >"$home/serve.out" 2>>"$log" &
 serve_pid=$!; started+=("$serve_pid")
 wait_for_line "$serve_pid" "$home/serve.out" "serving MCP" "$log"
@@ -43,5 +57,5 @@ round connect "$fixture"
 token="$("$bin" clients add stack-client --access write --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
 
 cat <<OUT
-export MCP_URL='http://127.0.0.1:$port/mcp' MCP_TOKEN='$token' FIXTURE='$fixture' ZONE='$issuer' KEYCARD_BROKER_HOME='$home' STACK_PIDS='$zone_pid $up_pid $serve_pid'
+export MCP_URL='http://127.0.0.1:$port/mcp' MCP_TOKEN='$token' FIXTURE='$fixture' ZONE='$issuer' KEYCARD_BROKER_HOME='$home' STACK_PIDS='$zone_pid $up_pid $serve_pid' APPROVAL_TIMEOUT='${APPROVAL_TIMEOUT:-8}'
 OUT
