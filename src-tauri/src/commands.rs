@@ -35,6 +35,7 @@ async fn api<R: Runtime>(
             write,
             replace,
             access,
+            static_token,
             ..
         } => Request::ClientSetup {
             name,
@@ -43,6 +44,7 @@ async fn api<R: Runtime>(
             write,
             replace,
             access,
+            static_token,
         },
         Request::ExportActivity {
             client,

@@ -191,7 +191,26 @@ fn resources_add_list_remove() {
 }
 
 fn setup(name: &str, kind: &str, replace: bool) -> Value {
-    json!({"op": "client_setup", "name": name, "kind": kind, "stdio_command": "ignored", "replace": replace})
+    json!({"op": "client_setup", "name": name, "kind": kind, "stdio_command": "ignored", "replace": replace,
+           "static_token": true})
+}
+
+#[test]
+fn an_oauth_capable_client_gets_an_entry_without_a_token() {
+    let h = harness();
+    let mut request = setup("cursor-oauth", "cursor", false);
+    request["static_token"] = json!(false);
+    let added = api(&h, request).unwrap();
+    assert_eq!(added["oauth"], true, "{added}");
+    assert_eq!(added["token"], Value::Null, "{added}");
+    let snippet = added["snippet"].as_str().unwrap();
+    assert!(
+        snippet.contains("/mcp") && !snippet.contains("Authorization"),
+        "{snippet}"
+    );
+    assert!(added["note"].as_str().unwrap().contains("consent page"));
+    // Nothing was registered: the client registers itself when it signs in.
+    assert_eq!(api(&h, json!({"op": "clients_list"})).unwrap(), json!([]));
 }
 
 #[test]
@@ -287,7 +306,7 @@ fn a_failed_write_keeps_the_new_token() {
     let added = api(
         &h,
         json!({"op": "client_setup", "name": "w", "kind": "cursor", "stdio_command": "", "replace": true,
-               "write": {"to": "file", "path": blocker.join("mcp.json")}}),
+               "static_token": true, "write": {"to": "file", "path": blocker.join("mcp.json")}}),
     )
     .unwrap();
     assert!(added["token"].as_str().unwrap().len() >= 32, "{added}");

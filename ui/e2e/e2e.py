@@ -278,6 +278,7 @@ def run(app, issuer, fixture, resource, port):
     name = app.find("#client-name")
     name.clear()
     name.send_keys("e2e-agent")
+    app.click("#client-static")
     Select(app.find("#client-access")).select_by_value("write")
     app.click("#client-snippet")
     token = wait_for("the client token", lambda: app.finds("#client-token") and app.find("#client-token").get_attribute("value"))

@@ -48,6 +48,18 @@ impl Kind {
         self == Kind::ClaudeDesktop
     }
 
+    /// Whether the client's own documentation says it signs in to remote (HTTP) MCP servers
+    /// with OAuth (the MCP authorization spec): such a client gets an entry without a token
+    /// and signs in through the broker's consent page. Claude Code (`/mcp` → Authenticate),
+    /// Cursor, VS Code and Codex (`codex mcp login`) do; Windsurf's documentation names only
+    /// headers for HTTP servers, and Claude Desktop speaks stdio.
+    pub fn supports_oauth(self) -> bool {
+        matches!(
+            self,
+            Kind::ClaudeCode | Kind::Cursor | Kind::Vscode | Kind::Codex
+        )
+    }
+
     /// The client's product name, as the window shows it.
     pub fn label(self) -> &'static str {
         match self {
@@ -91,7 +103,8 @@ pub enum SetupError {
 pub struct Snippet {
     pub kind: Kind,
     url: String,
-    token: String,
+    /// `None`: the client signs in with OAuth, so its entry holds no credential.
+    token: Option<String>,
     exe: String,
     client: String,
 }
@@ -112,18 +125,30 @@ pub fn codex_env_var(client: &str) -> String {
 }
 
 impl Snippet {
-    pub fn new(kind: Kind, client: &str, url: &str, token: &str, exe: &str) -> Snippet {
+    pub fn new(kind: Kind, client: &str, url: &str, token: Option<&str>, exe: &str) -> Snippet {
         Snippet {
             kind,
             url: url.into(),
-            token: token.into(),
+            token: token.map(str::to_string),
             exe: exe.into(),
             client: client.into(),
         }
     }
 
-    fn bearer(&self) -> Value {
-        json!({ "Authorization": format!("Bearer {}", self.token) })
+    /// Whether the entry leaves sign-in to the client (OAuth) instead of holding a token.
+    pub fn oauth(&self) -> bool {
+        self.token.is_none()
+    }
+
+    /// Adds the bearer header when the entry holds a static token.
+    fn with_bearer(&self, mut entry: Value) -> Value {
+        if let (Some(token), Some(map)) = (&self.token, entry.as_object_mut()) {
+            map.insert(
+                "headers".into(),
+                json!({ "Authorization": format!("Bearer {token}") }),
+            );
+        }
+        entry
     }
 
     /// The (section, entry) this client's JSON file gets.
@@ -131,19 +156,16 @@ impl Snippet {
         match self.kind {
             Kind::ClaudeCode => (
                 "mcpServers",
-                json!({"type": "http", "url": self.url, "headers": self.bearer()}),
+                self.with_bearer(json!({"type": "http", "url": self.url})),
             ),
-            Kind::Cursor => (
-                "mcpServers",
-                json!({"url": self.url, "headers": self.bearer()}),
-            ),
+            Kind::Cursor => ("mcpServers", self.with_bearer(json!({"url": self.url}))),
             Kind::Vscode => (
                 "servers",
-                json!({"type": "http", "url": self.url, "headers": self.bearer()}),
+                self.with_bearer(json!({"type": "http", "url": self.url})),
             ),
             Kind::Windsurf => (
                 "mcpServers",
-                json!({"serverUrl": self.url, "headers": self.bearer()}),
+                self.with_bearer(json!({"serverUrl": self.url})),
             ),
             Kind::ClaudeDesktop => (
                 "mcpServers",
@@ -157,6 +179,9 @@ impl Snippet {
     /// The snippet as text, in the client's own format.
     pub fn render(&self) -> String {
         match self.kind {
+            Kind::Codex if self.oauth() => {
+                format!("[mcp_servers.{SERVER_NAME}]\nurl = \"{}\"\n", self.url)
+            }
             Kind::Codex => format!(
                 "[mcp_servers.{SERVER_NAME}]\nurl = \"{}\"\nbearer_token_env_var = \"{}\"\n",
                 self.url,
@@ -172,15 +197,31 @@ impl Snippet {
 
     /// What else the user has to do, if anything.
     pub fn note(&self) -> Option<String> {
+        let Some(token) = &self.token else {
+            let how = match self.kind {
+                Kind::ClaudeCode => format!(
+                    "Or add it with: claude mcp add --transport http {SERVER_NAME} {}. Then run /mcp in Claude Code and choose Authenticate: ",
+                    self.url
+                ),
+                Kind::Codex => format!("Then run: codex mcp login {SERVER_NAME}. "),
+                _ => format!(
+                    "{} asks you to sign in when it first connects: ",
+                    self.kind.label()
+                ),
+            };
+            return Some(format!(
+                "{how}your browser opens Keycard Broker's consent page, where you choose what it may use. No token is stored in its config."
+            ));
+        };
         match self.kind {
             Kind::Codex => Some(format!(
                 "Codex reads the token from the environment: export {}={}",
                 codex_env_var(&self.client),
-                self.token
+                token
             )),
             Kind::ClaudeCode => Some(format!(
                 "Or add it with: claude mcp add --transport http {SERVER_NAME} {} --header \"Authorization: Bearer {}\"",
-                self.url, self.token
+                self.url, token
             )),
             Kind::ClaudeDesktop => Some(
                 "Claude Desktop speaks stdio: it starts `keycard-broker stdio`, which reads the token from the keychain. Keep `keycard-broker serve` (or the tray app) running.".into(),
@@ -213,7 +254,9 @@ impl Snippet {
                 servers.set_implicit(true);
                 let mut entry = toml_edit::Table::new();
                 entry["url"] = toml_edit::value(self.url.clone());
-                entry["bearer_token_env_var"] = toml_edit::value(codex_env_var(&self.client));
+                if !self.oauth() {
+                    entry["bearer_token_env_var"] = toml_edit::value(codex_env_var(&self.client));
+                }
                 servers.insert(SERVER_NAME, toml_edit::Item::Table(entry));
                 Ok(doc.to_string())
             }
@@ -343,134 +386,5 @@ fn git_work_tree(dir: &Path) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_format_merges_and_keeps_what_is_there() {
-        let dir = tempfile::tempdir().unwrap();
-        for kind in Kind::ALL {
-            let path = dir.path().join(format!("{}.cfg", kind.as_str()));
-            let existing = if kind == Kind::Codex {
-                "# mine\nmodel = \"o3\"\n[mcp_servers.other]\nurl = \"http://x\"\n".to_string()
-            } else {
-                r#"{"theme":"dark","mcpServers":{"other":{"url":"http://x"}},"servers":{"other":{}}}"#.to_string()
-            };
-            std::fs::write(&path, &existing).unwrap();
-            let s = Snippet::new(
-                kind,
-                "agent-1",
-                "http://127.0.0.1:8937/mcp",
-                "kcb_tok",
-                "/bin/kb",
-            );
-            let backup = merge_into(&s, &path).unwrap().backup.unwrap();
-            assert_eq!(std::fs::read_to_string(backup).unwrap(), existing);
-            let text = std::fs::read_to_string(&path).unwrap();
-            assert!(text.contains("other"), "{kind:?} kept the other server");
-            // Merging twice is idempotent (one entry).
-            merge_into(&s, &path).unwrap();
-            let again = std::fs::read_to_string(&path).unwrap();
-            assert_eq!(again.matches(SERVER_NAME).count(), 1, "{kind:?}: {again}");
-            if kind == Kind::Codex {
-                assert!(again.contains("# mine") && again.contains("model = \"o3\""));
-                assert!(again.contains("bearer_token_env_var = \"KEYCARD_BROKER_TOKEN_AGENT_1\""));
-                assert!(
-                    !again.contains("kcb_tok"),
-                    "Codex gets the token from the environment"
-                );
-            } else {
-                let v: Value = serde_json::from_str(&again).unwrap();
-                assert_eq!(v["theme"], "dark");
-                let section = if kind == Kind::Vscode {
-                    "servers"
-                } else {
-                    "mcpServers"
-                };
-                let entry = &v[section][SERVER_NAME];
-                match kind {
-                    Kind::ClaudeDesktop => {
-                        assert_eq!(entry["args"], json!(["stdio", "--client", "agent-1"]));
-                        assert!(!again.contains("kcb_tok"), "the bridge reads the keychain");
-                    }
-                    Kind::Windsurf => assert_eq!(entry["serverUrl"], "http://127.0.0.1:8937/mcp"),
-                    _ => assert_eq!(entry["headers"]["Authorization"], "Bearer kcb_tok"),
-                }
-                if matches!(kind, Kind::ClaudeCode | Kind::Vscode) {
-                    assert_eq!(entry["type"], "http");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn planted_temporary_names_and_symlinks_never_receive_the_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, "untouched").unwrap();
-        let path = dir.path().join("mcp.json");
-        std::fs::write(&path, "{}").unwrap();
-        // The names an older version used, planted as symlinks to a file the attacker reads.
-        std::os::unix::fs::symlink(&victim, dir.path().join("mcp.json.keycard-tmp")).unwrap();
-        let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
-        std::os::unix::fs::symlink(&victim, dir.path().join(format!("mcp.json.bak-{stamp}")))
-            .unwrap();
-        let s = Snippet::new(
-            Kind::Cursor,
-            "a",
-            "http://127.0.0.1:1/mcp",
-            "kcb_secret",
-            "kb",
-        );
-        let written = merge_into(&s, &path).unwrap();
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
-        assert!(
-            std::fs::read_to_string(&path)
-                .unwrap()
-                .contains("kcb_secret")
-        );
-        assert!(written.git_work_tree.is_none());
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        // A symlink at the target itself is replaced, not written through.
-        let linked = dir.path().join("linked.json");
-        std::fs::write(&linked, "{}").unwrap();
-        std::fs::remove_file(&path).unwrap();
-        std::os::unix::fs::symlink(&linked, &path).unwrap();
-        merge_into(&s, &path).unwrap();
-        assert_eq!(std::fs::read_to_string(&linked).unwrap(), "{}");
-        assert!(
-            !std::fs::symlink_metadata(&path)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
-    }
-
-    #[test]
-    fn a_file_inside_a_git_work_tree_is_flagged() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join(".git")).unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        let path = dir.path().join("sub/.mcp.json");
-        let s = Snippet::new(Kind::ClaudeCode, "a", "http://127.0.0.1:1/mcp", "t", "kb");
-        let written = merge_into(&s, &path).unwrap();
-        let root = written.git_work_tree.clone().unwrap();
-        assert_eq!(root, std::fs::canonicalize(dir.path()).unwrap());
-        assert!(written.warning().unwrap().contains(".gitignore"));
-    }
-
-    #[test]
-    fn unparseable_files_are_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mcp.json");
-        std::fs::write(&path, "{ not json").unwrap();
-        let s = Snippet::new(Kind::Cursor, "a", "http://127.0.0.1:1/mcp", "t", "kb");
-        assert!(matches!(
-            merge_into(&s, &path),
-            Err(SetupError::Unparseable { .. })
-        ));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ not json");
-    }
-}
+#[path = "client_setup_tests.rs"]
+mod tests;

@@ -433,7 +433,7 @@ impl Broker {
             kind,
             name,
             &self.mcp_url(),
-            secrecy::ExposeSecret::expose_secret(token),
+            Some(secrecy::ExposeSecret::expose_secret(token)),
             exe,
         ))
     }

@@ -124,8 +124,13 @@ pub enum ClientsCommand {
         #[arg(long)]
         file: Option<PathBuf>,
         /// A new client's access to every provider: none, read, ask or write (default ask).
+        /// Applies to static tokens; an OAuth client's access is chosen on the consent page.
         #[arg(long, value_parser = parse_access)]
         access: Option<Access>,
+        /// A static bearer token in the entry, even for a client that can sign in with OAuth
+        /// (claude-code, cursor, vscode, codex get a token-free OAuth entry by default).
+        #[arg(long)]
+        static_token: bool,
     },
     /// The kinds of agent client `clients config` knows, and where their files are.
     Kinds,

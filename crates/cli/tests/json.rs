@@ -209,7 +209,14 @@ async fn a_client_config_that_cannot_be_written_still_shows_its_new_token() {
 
     let run = home
         .run(&[
-            "clients", "config", "cursor", "desk", "--file", file, "--json",
+            "clients",
+            "config",
+            "cursor",
+            "desk",
+            "--static-token",
+            "--file",
+            file,
+            "--json",
         ])
         .await;
     let doc = json_doc(&run);
@@ -222,7 +229,15 @@ async fn a_client_config_that_cannot_be_written_still_shows_its_new_token() {
 
     // Without --json: the entry on stdout, the write error and what to do on stderr.
     let run = home
-        .run(&["clients", "config", "cursor", "desk", "--file", file])
+        .run(&[
+            "clients",
+            "config",
+            "cursor",
+            "desk",
+            "--static-token",
+            "--file",
+            file,
+        ])
         .await;
     assert_eq!(run.code, 5);
     let entry: Value = serde_json::from_str(&run.stdout).unwrap();

@@ -428,6 +428,7 @@ async fn client_config_write_gives_a_working_client() {
         "config",
         "cursor",
         "cursor",
+        "--static-token",
         "--write",
         "--file",
         file.to_str().unwrap(),
@@ -469,6 +470,34 @@ async fn client_config_write_gives_a_working_client() {
         !list.to_string().contains("kcb_"),
         "clients list never shows tokens"
     );
+    // Without --static-token, a client that signs in with OAuth gets an entry with no token,
+    // and the broker answers it with the challenge that starts its sign-in.
+    let oauth_file = dir.path().join("oauth.json");
+    s.home
+        .ok(&[
+            "clients",
+            "config",
+            "cursor",
+            "cursor-oauth",
+            "--write",
+            "--file",
+            oauth_file.to_str().unwrap(),
+        ])
+        .await;
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(&oauth_file).unwrap()).unwrap();
+    let entry = &written["mcpServers"]["keycard-broker"];
+    assert_eq!(entry["url"], s.serving.url.as_str());
+    assert!(entry.get("headers").is_none(), "{entry}");
+    let challenge = reqwest::Client::new()
+        .post(s.serving.url.as_str())
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenge.status(), 401);
+    let header = challenge.headers()["www-authenticate"].to_str().unwrap();
+    assert!(header.contains("resource_metadata="), "{header}");
 }
 
 #[tokio::test]

@@ -102,14 +102,23 @@ export const api = {
   clients: () => call({ op: 'clients_list' }, 'clients'),
   clientKinds: () => call({ op: 'client_kinds' }, 'client_kinds'),
   /** A new client (`replace` false) or a new token for one; the shell names its own CLI. */
-  setupClient: (name: string, kind: string, write: boolean, replace: boolean, access: Access | null) =>
+  setupClient: (name: string, kind: string, write: boolean, replace: boolean, access: Access | null, staticToken: boolean) =>
     call(
-      { op: 'client_setup', name, kind, stdio_command: '', write: write ? { to: 'default' } : null, replace, access },
+      {
+        op: 'client_setup',
+        name,
+        kind,
+        stdio_command: '',
+        write: write ? { to: 'default' } : null,
+        replace,
+        access,
+        static_token: staticToken,
+      },
       'client_setup',
     ),
-  addClient: (name: string, kind: string, write: boolean, access: Access) =>
-    api.setupClient(name, kind, write, false, access),
-  issueClient: (name: string, kind: string, write: boolean) => api.setupClient(name, kind, write, true, null),
+  addClient: (name: string, kind: string, write: boolean, access: Access, staticToken: boolean) =>
+    api.setupClient(name, kind, write, false, access, staticToken),
+  issueClient: (name: string, kind: string, write: boolean) => api.setupClient(name, kind, write, true, null, true),
   /** Every agent, OAuth and static, with what each may use. */
   agents: () => call({ op: 'agents' }, 'agents'),
   setAccess: (client: string, choices: [string, Access][]) => call({ op: 'set_access', client, choices }, 'done'),

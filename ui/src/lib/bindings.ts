@@ -14,7 +14,11 @@ replace: boolean,
 /**
  * A new client's access to every provider (read and ask before writes unless given).
  */
-access: Access | null, } | { "op": "client_kinds" } | { "op": "set_access", client: string, choices: Array<[string, Access]>, } | { "op": "agents" } | { "op": "agent_sign_out", client: string, } | { "op": "approvals" } | { "op": "decide", id: string, verdict: Verdict, by: DecidedBy, } | { "op": "policy_check" } | { "op": "policy_show", client: string | null, } | { "op": "audit", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, limit: number | null, } | { "op": "export_activity", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, format: ExportFormat, 
+access: Access | null, 
+/**
+ * A static token even for a client that can sign in with OAuth.
+ */
+static_token: boolean, } | { "op": "client_kinds" } | { "op": "set_access", client: string, choices: Array<[string, Access]>, } | { "op": "agents" } | { "op": "agent_sign_out", client: string, } | { "op": "approvals" } | { "op": "decide", id: string, verdict: Verdict, by: DecidedBy, } | { "op": "policy_check" } | { "op": "policy_show", client: string | null, } | { "op": "audit", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, limit: number | null, } | { "op": "export_activity", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, format: ExportFormat, 
 /**
  * A folder (the file gets a dated name in it) or a new file's path. The tray app
  * sets its own (the Downloads folder).
@@ -47,9 +51,25 @@ path: string | null,
 /**
  * Reached through the stdio bridge (token in the keychain, not in the file).
  */
-stdio: boolean, };
+stdio: boolean, 
+/**
+ * Signs in with OAuth (its entry holds no token) unless a static token is asked for.
+ */
+oauth: boolean, };
 
-export type ClientSetup = { kind: string, 
+export type ClientSetup = { 
+/**
+ * The client's name (a static client's, or the entry's for an OAuth one).
+ */
+name: string, 
+/**
+ * The static token, shown this once; `None` when the client signs in with OAuth.
+ */
+token: string | null, 
+/**
+ * The entry holds no credential: the client signs in through the consent page.
+ */
+oauth: boolean, kind: string, 
 /**
  * The entry to paste into the client's config (holds the token unless `stdio`).
  */
@@ -61,7 +81,7 @@ warning: string | null,
 /**
  * Writing failed; the token and snippet above are still valid, so nothing is lost.
  */
-write_error: Failure | null, name: string, token: string, };
+write_error: Failure | null, };
 
 export type ZoneChange = { 
 /**

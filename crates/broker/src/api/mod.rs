@@ -101,6 +101,9 @@ pub enum Request {
         /// A new client's access to every provider (read and ask before writes unless given).
         #[serde(default)]
         access: Option<Access>,
+        /// A static token even for a client that can sign in with OAuth.
+        #[serde(default)]
+        static_token: bool,
     },
     ClientKinds,
     /// What an agent (a static client's name or an OAuth client id) may do per provider
@@ -255,9 +258,19 @@ pub async fn handle(
             write,
             replace,
             access,
+            static_token,
         } => Reply::ClientSetup(
-            setup::client_setup(broker, &name, &kind, &stdio_command, write, replace, access)
-                .await?,
+            setup::client_setup(
+                broker,
+                &name,
+                &kind,
+                &stdio_command,
+                write,
+                replace,
+                access,
+                static_token,
+            )
+            .await?,
         ),
         Request::ClientKinds => Reply::ClientKinds(client_kinds()),
         Request::Agents => Reply::Agents(agents::agents(broker)?),

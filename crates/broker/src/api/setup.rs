@@ -72,13 +72,20 @@ pub struct ClientKind {
     pub path: Option<String>,
     /// Reached through the stdio bridge (token in the keychain, not in the file).
     pub stdio: bool,
+    /// Signs in with OAuth (its entry holds no token) unless a static token is asked for.
+    pub oauth: bool,
 }
 
 /// A client's new token and its config entry, and what writing it did.
 #[derive(Debug, Serialize, Deserialize, ts_rs::TS)]
 pub struct ClientSetup {
-    #[serde(flatten)]
-    pub issued: Issued,
+    /// The client's name (a static client's, or the entry's for an OAuth one).
+    pub name: String,
+    /// The static token, shown this once; `None` when the client signs in with OAuth.
+    #[ts(type = "string | null")]
+    pub token: Option<ShownOnce>,
+    /// The entry holds no credential: the client signs in through the consent page.
+    pub oauth: bool,
     pub kind: String,
     /// The entry to paste into the client's config (holds the token unless `stdio`).
     pub snippet: String,
@@ -102,6 +109,7 @@ pub fn client_kinds() -> Vec<ClientKind> {
                 .ok()
                 .map(|p| p.display().to_string()),
             stdio: k.uses_bridge(),
+            oauth: k.supports_oauth(),
         })
         .collect()
 }
@@ -118,6 +126,7 @@ fn setup_failure(e: SetupError) -> Failure {
 /// Issues a token for `name` (a new client when `replace` is false; otherwise a new token for
 /// an existing or new one), renders the entry for `kind` and, when asked, merges it into the
 /// client's config file.
+#[allow(clippy::too_many_arguments)] // the fields of Request::ClientSetup, as sent
 pub(super) async fn client_setup(
     broker: &Broker,
     name: &str,
@@ -126,6 +135,7 @@ pub(super) async fn client_setup(
     write: Option<WriteTo>,
     replace: bool,
     access: Option<crate::policy::Access>,
+    static_token: bool,
 ) -> Result<ClientSetup, Failure> {
     let kind = Kind::parse(kind).ok_or_else(|| {
         let known: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
@@ -135,6 +145,28 @@ pub(super) async fn client_setup(
         ))
     })?;
     clients::validate_name(name).map_err(|e| BrokerError::Clients(e.into()))?;
+    if kind.supports_oauth() && !static_token {
+        // No token to issue: the client registers and signs in itself, and the user decides
+        // on the consent page what it may use.
+        let snippet =
+            client_setup::Snippet::new(kind, name, &broker.mcp_url(), None, stdio_command);
+        return Ok(finish(
+            ClientSetup {
+                name: name.to_string(),
+                token: None,
+                oauth: true,
+                kind: kind.as_str().to_string(),
+                snippet: snippet.render(),
+                note: snippet.note(),
+                written: None,
+                backup: None,
+                warning: None,
+                write_error: None,
+            },
+            &snippet,
+            write,
+        ));
+    }
     let issued = if replace {
         let issued = broker.issue_client(name)?;
         if let Some(access) = access {
@@ -147,8 +179,10 @@ pub(super) async fn client_setup(
     let snippet = broker
         .client_snippet(kind, &issued.name, &issued.token, stdio_command)
         .await?;
-    let mut reply = ClientSetup {
-        issued: issued.into(),
+    let reply = ClientSetup {
+        name: issued.name.clone(),
+        token: Some(ShownOnce(issued.token)),
+        oauth: false,
         kind: kind.as_str().to_string(),
         snippet: snippet.render(),
         note: snippet.note(),
@@ -157,12 +191,21 @@ pub(super) async fn client_setup(
         warning: None,
         write_error: None,
     };
+    Ok(finish(reply, &snippet, write))
+}
+
+/// Writes the entry where asked; a failure to write keeps the reply (and its token).
+fn finish(
+    mut reply: ClientSetup,
+    snippet: &client_setup::Snippet,
+    write: Option<WriteTo>,
+) -> ClientSetup {
     let path = match write {
-        None => return Ok(reply),
+        None => return reply,
         Some(WriteTo::File(path)) => Ok(path),
-        Some(WriteTo::Default) => client_setup::default_path(kind),
+        Some(WriteTo::Default) => client_setup::default_path(snippet.kind),
     };
-    match path.and_then(|path| client_setup::merge_into(&snippet, &path).map(|w| (path, w))) {
+    match path.and_then(|path| client_setup::merge_into(snippet, &path).map(|w| (path, w))) {
         Ok((path, written)) => {
             reply.written = Some(path.display().to_string());
             reply.backup = written.backup.as_ref().map(|b| b.display().to_string());
@@ -170,7 +213,7 @@ pub(super) async fn client_setup(
         }
         Err(e) => reply.write_error = Some(setup_failure(e)),
     }
-    Ok(reply)
+    reply
 }
 
 /// What a person can set when configuring the zone; unset fields keep their current value.

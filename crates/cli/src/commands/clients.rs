@@ -93,7 +93,18 @@ pub async fn run(ctx: &Ctx, command: ClientsCommand) -> Result<(), Fail> {
             write,
             file,
             access,
-        } => config(ctx, kind, name, write_to(write, file)?, access).await,
+            static_token,
+        } => {
+            config(
+                ctx,
+                kind,
+                name,
+                write_to(write, file)?,
+                access,
+                static_token,
+            )
+            .await
+        }
         ClientsCommand::Kinds => output::show(ctx.json, &api::client_kinds(), |kinds| {
             for k in kinds {
                 say!(
@@ -128,6 +139,7 @@ async fn config(
     name: String,
     write: Option<WriteTo>,
     access: Option<api::Access>,
+    static_token: bool,
 ) -> Result<(), Fail> {
     let stdio_command = std::env::current_exe()
         .map(|p| p.display().to_string())
@@ -139,6 +151,7 @@ async fn config(
         write,
         replace: true,
         access,
+        static_token,
     };
     let setup = expect_reply!(execute(ctx, request, false).await?, Reply::ClientSetup)?;
     if let Some(error) = setup.write_error.clone() {
@@ -148,7 +161,7 @@ async fn config(
         Some(path) => {
             say!(
                 "Wrote the {} entry into {path}{}.",
-                s.issued.name,
+                s.name,
                 s.backup
                     .as_ref()
                     .map(|b| format!(" (backup: {b})"))
