@@ -211,6 +211,8 @@ def main():
             if args.cli:
                 cli_reaches_app(App(d, shots), args.cli, env)
             check_logs(Path(home) / "logs", issuer)
+            # Last: it takes the WebView away from the app to the broker's own page.
+            consent_page(App(d, shots), port, resource, args.cli, env)
         except BaseException:
             try:
                 d.save_screenshot(str(shots / "failure.png"))
@@ -229,6 +231,48 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def consent_page(app, port, resource, cli, env):
+    """The page an agent's sign-in opens in the user's browser (here the app's WebView renders it):
+    the agent's own name escaped, marked unverified, every connected provider at "No access"."""
+    if cli:
+        # The run above revoked the fixture: connect it again (through the app, by the CLI),
+        # so the page has a provider to offer.
+        proc = subprocess.Popen([cli, "connect", resource, "--no-browser"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http"), (url, proc.stderr.read() if proc.poll() is not None else "")
+        with requests.Session() as browser:
+            browser.get(url, timeout=TIMEOUT, allow_redirects=True)
+        assert proc.wait(TIMEOUT) == 0, proc.stderr.read()
+    import base64
+    import hashlib
+    import secrets
+    from urllib.parse import urlencode
+
+    base = f"http://127.0.0.1:{port}"
+    redirect = "http://127.0.0.1:53682/callback"
+    reg = requests.post(f"{base}/oauth/register", timeout=TIMEOUT,
+                        json={"client_name": "Claude Code <b>e2e</b>", "redirect_uris": [redirect]})
+    assert reg.status_code == 201, reg.text
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = urlencode({"response_type": "code", "client_id": reg.json()["client_id"], "redirect_uri": redirect,
+                       "state": "e2e", "code_challenge": challenge, "code_challenge_method": "S256",
+                       "resource": f"{base}/mcp"})
+    app.d.get(f"{base}/oauth/authorize?{query}")
+    wait_for("the consent page", lambda: "Allow Claude Code" in app.text())
+    text = app.text()
+    assert "Claude Code <b>e2e</b>" in text and "Unverified" in text, text
+    if cli:
+        selects = app.finds("select")
+        assert selects and all(Select(s).first_selected_option.get_attribute("value") == "none" for s in selects), text
+        assert resource in text, text
+    # No scripted scroll here: the page's CSP allows no script, and it needs none.
+    path = app.shots / "8-consent-page.png"
+    app.d.save_screenshot(str(path))
+    log("screenshot", path)
 
 
 def check_logs(log_dir, issuer):

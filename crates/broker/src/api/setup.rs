@@ -150,22 +150,7 @@ pub(super) async fn client_setup(
         // on the consent page what it may use.
         let snippet =
             client_setup::Snippet::new(kind, name, &broker.mcp_url(), None, stdio_command);
-        return Ok(finish(
-            ClientSetup {
-                name: name.to_string(),
-                token: None,
-                oauth: true,
-                kind: kind.as_str().to_string(),
-                snippet: snippet.render(),
-                note: snippet.note(),
-                written: None,
-                backup: None,
-                warning: None,
-                write_error: None,
-            },
-            &snippet,
-            write,
-        ));
+        return Ok(finish(name.to_string(), None, &snippet, write));
     }
     let issued = if replace {
         let issued = broker.issue_client(name)?;
@@ -179,11 +164,27 @@ pub(super) async fn client_setup(
     let snippet = broker
         .client_snippet(kind, &issued.name, &issued.token, stdio_command)
         .await?;
-    let reply = ClientSetup {
-        name: issued.name.clone(),
-        token: Some(ShownOnce(issued.token)),
-        oauth: false,
-        kind: kind.as_str().to_string(),
+    Ok(finish(
+        issued.name,
+        Some(ShownOnce(issued.token)),
+        &snippet,
+        write,
+    ))
+}
+
+/// The reply for an entry, written where asked; a failure to write keeps the reply (and its
+/// token, when there is one).
+fn finish(
+    name: String,
+    token: Option<ShownOnce>,
+    snippet: &client_setup::Snippet,
+    write: Option<WriteTo>,
+) -> ClientSetup {
+    let mut reply = ClientSetup {
+        name,
+        oauth: token.is_none(),
+        token,
+        kind: snippet.kind.as_str().to_string(),
         snippet: snippet.render(),
         note: snippet.note(),
         written: None,
@@ -191,15 +192,6 @@ pub(super) async fn client_setup(
         warning: None,
         write_error: None,
     };
-    Ok(finish(reply, &snippet, write))
-}
-
-/// Writes the entry where asked; a failure to write keeps the reply (and its token).
-fn finish(
-    mut reply: ClientSetup,
-    snippet: &client_setup::Snippet,
-    write: Option<WriteTo>,
-) -> ClientSetup {
     let path = match write {
         None => return reply,
         Some(WriteTo::File(path)) => Ok(path),
