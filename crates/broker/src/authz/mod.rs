@@ -125,7 +125,11 @@ struct Inner {
     pending: authorize::Pending,
     tokens: token::Tokens,
     documents: cimd::Documents,
+    /// When each agent's "last seen" was last written (at most once a minute per agent).
+    seen: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+const LAST_SEEN_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Authz {
     pub fn new(db: Arc<Db>, events: Events) -> Authz {
@@ -137,6 +141,7 @@ impl Authz {
                 pending: authorize::Pending::default(),
                 tokens: token::Tokens::default(),
                 documents: cimd::Documents::new(),
+                seen: std::sync::Mutex::default(),
             }),
         }
     }
@@ -176,9 +181,24 @@ impl Authz {
             .layer(axum::middleware::from_fn_with_state(hosts, check_host))
     }
 
-    /// The agent an access token belongs to, if it is live.
+    /// The agent an access token belongs to, if it is live; notes when it was last seen.
     pub fn authenticate(&self, token: &str) -> Option<Caller> {
-        self.inner.tokens.authenticate(token)
+        let caller = self.inner.tokens.authenticate(token)?;
+        let due = {
+            let mut seen = self.inner.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            match seen.get(&caller.client_id) {
+                Some(at) if now.duration_since(*at) < LAST_SEEN_RESOLUTION => false,
+                _ => {
+                    seen.insert(caller.client_id.clone(), now);
+                    true
+                }
+            }
+        };
+        if due && let Err(e) = self.inner.store.touch(&caller.client_id) {
+            tracing::warn!(error = %e, "cannot note when an agent was last seen");
+        }
+        Some(caller)
     }
 
     /// Every access choice, for the policy.
