@@ -197,11 +197,20 @@ async def ask_check(args, summary):
         check(done.is_error and "denied" in text_of(done), f"denied write: {text_of(done)}")
 
         started = asyncio.get_running_loop().time()
-        done = await client.call_tool("call_api", {"method": "POST", "url": f"{fixture}/items", "body": {"name": "late"}})
+        progress = []
+
+        async def on_progress(value, total, message):
+            progress.append(message or "")
+
+        done = await client.call_tool("call_api", {"method": "POST", "url": f"{fixture}/items", "body": {"name": "late"}},
+                                      progress_callback=on_progress)
         waited = asyncio.get_running_loop().time() - started
         check(done.is_error and "did not approve" in text_of(done), f"timed-out write: {text_of(done)}")
         check(waited >= args.approval_timeout - 1, f"gave up after {waited:.1f} s")
-    summary["ask"] = "approve lets it through, deny and timeout refuse"
+        # The broker says it is waiting (every 5 s) to a client that gave a progress token.
+        if args.approval_timeout > 5:
+            check(progress and "waiting for the user" in progress[0], f"no progress while waiting: {progress}")
+    summary["ask"] = f"approve lets it through, deny and timeout refuse ({len(progress)} progress notes while waiting)"
 
 
 async def tokens_check(args, summary):
