@@ -78,14 +78,17 @@ class User:
         self.level = level
         self.result = None
         self.pages = 0
+        self.url = None
+        self.html = None
 
     async def redirect(self, authorization_url):
         self.pages += 1
+        self.url = str(authorization_url)
         async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
             page = await http.get(authorization_url)
             check(page.status_code == 200, f"consent page: HTTP {page.status_code}: {page.text[:300]}")
             check("frame-ancestors 'none'" in page.headers.get("content-security-policy", ""), "consent page can be framed")
-            html = page.text
+            html = self.html = page.text
             fields = {name: value for name, value in re.findall(r'name="(request|csrf)" value="([^"]+)"', html)}
             check({"request", "csrf"} <= set(fields), f"consent form lacks request/csrf: {html[:500]}")
             selects = re.findall(r'<select[^>]*name="(access:[^"]+)"', html)

@@ -19,8 +19,12 @@ npm_ci "$here"
 py="$here/.venv/bin/python"
 bin="${KEYCARD_BROKER_BIN:-$KCB_TARGET/debug/keycard-broker}"
 
+# The broker trusts a throwaway CA for client metadata documents; cimd_check.py creates it in
+# this file (the broker reads it at each fetch), so nothing else on the machine trusts it.
+cimd_dir="$(mktemp -d)"
+export CIMD_CA="$cimd_dir/ca.pem"
 eval "$("$here/stack.sh")"
-trap 'kill $STACK_PIDS 2>/dev/null || true' EXIT
+trap 'kill $STACK_PIDS 2>/dev/null || true; rm -rf "$cimd_dir"' EXIT
 
 failed=()
 step() { # name, then command
@@ -34,6 +38,7 @@ desktop_config="$(mktemp -d)/claude_desktop_config.json"
 step client-legacy "$py" "$here/client_check.py" --url "$MCP_URL" --token "$MCP_TOKEN" --fixture "$FIXTURE" --zone "$ZONE" --mode legacy
 step client-auto "$py" "$here/client_check.py" --url "$MCP_URL" --token "$MCP_TOKEN" --fixture "$FIXTURE" --zone "$ZONE" --mode auto
 step oauth "$py" "$here/oauth_check.py" --url "$MCP_URL" --fixture "$FIXTURE" --bin "$bin" --approval-timeout "$APPROVAL_TIMEOUT"
+step cimd "$py" "$here/cimd_check.py" --url "$MCP_URL" --fixture "$FIXTURE" --bin "$bin" --ca "$CIMD_CA"
 step stdio "$py" "$here/stdio_check.py" --bin "$bin" --client stdio-check --fixture "$FIXTURE"
 step inspector "$here/inspector_check.sh" "$MCP_URL" "$MCP_TOKEN" "$FIXTURE"
 step conformance "$here/conformance.sh" "$MCP_URL" "$MCP_TOKEN"

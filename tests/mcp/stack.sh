@@ -2,6 +2,9 @@
 # Stands up a whole local stack for manual and scripted MCP checks: zone emulator, upstream
 # fixture, `keycard-broker serve` in a temp home, signed in, fixture connected, one client.
 # Prints shell assignments (eval them): MCP_URL, MCP_TOKEN, FIXTURE, KEYCARD_BROKER_HOME, PIDS.
+# CIMD_CA=PATH (optional): `serve` trusts the CA in that PEM file, besides the system's, for the
+# client metadata documents it fetches (KEYCARD_BROKER_CIMD_CA; read at each fetch, so the file
+# may be written later — cimd_check.py does).
 # Needs a Secret Service: run under scripts/with-keyring. A component that dies or hangs while
 # starting fails it at once with the end of stack.log, and what it started is stopped.
 set -euo pipefail
@@ -38,7 +41,9 @@ else:
     text += f"\n[broker]\napproval_timeout_secs = {secs}\n"
 open(path, "w").write(text)
 PY
-"$bin" serve >"$home/serve.out" 2>>"$log" &
+serve_env=()
+[ -z "${CIMD_CA:-}" ] || serve_env=(KEYCARD_BROKER_CIMD_CA="$CIMD_CA")
+env "${serve_env[@]}" "$bin" serve >"$home/serve.out" 2>>"$log" &
 serve_pid=$!; started+=("$serve_pid")
 wait_for_line "$serve_pid" "$home/serve.out" "serving MCP" "$log"
 

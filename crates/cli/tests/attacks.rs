@@ -1,7 +1,8 @@
 //! Attack probes against a running broker, one test per family so that one failure does not
 //! hide the others: DNS rebinding (Host, Origin), credentials, oversize input, SSRF through
 //! `call_api`, path and routing tricks, the token echoed back in every encoding, the OAuth
-//! callback, the `connect` tool, plain-http API bases and the audit log. Each family runs
+//! callback, the `connect` tool, plain-http API bases, the audit log, and agent sign-in (the
+//! broker's own authorization server, in `attacks_oauth/`). Each family runs
 //! against its own stack (zone emulator, upstream fixture, `serve`, signed in, fixture
 //! connected), asserts every probe's exact outcome and its own probe count, and ends with the
 //! leak check: nothing a probe saw, nothing the broker logged and no file it wrote contains a
@@ -10,6 +11,7 @@
 //! `serve` runs it, over real HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attacks_oauth;
 mod common;
 
 use common::{Mcp, Probes, Stack, raw_http, refused_status, stack, text_of};
@@ -25,9 +27,11 @@ const CALLBACK: usize = 7;
 const CONNECT_TOOL: usize = 3;
 const PLAIN_HTTP: usize = 1;
 const AUDIT: usize = 1;
+const AGENT_SIGN_IN: usize = attacks_oauth::SIGN_IN;
+const AGENT_TOKENS: usize = attacks_oauth::TOKENS;
 
 /// Every family's probe count; README.md gives their sum.
-const FAMILIES: [usize; 10] = [
+const FAMILIES: [usize; 12] = [
     HOST_AND_ORIGIN,
     CREDENTIALS,
     OVERSIZE,
@@ -38,6 +42,8 @@ const FAMILIES: [usize; 10] = [
     CONNECT_TOOL,
     PLAIN_HTTP,
     AUDIT,
+    AGENT_SIGN_IN,
+    AGENT_TOKENS,
 ];
 
 #[test]

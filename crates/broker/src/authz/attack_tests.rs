@@ -1,10 +1,12 @@
 //! What an attacker would try against the authorization server: redirect URIs it never
-//! registered, downgraded PKCE, another resource, a forged or replayed consent form.
+//! registered, downgraded PKCE, another resource, a forged or replayed consent form, a web
+//! page that sends the browser here with a metadata document nobody allowed.
 
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::tests::{GITHUB, hidden, new_pkce, query_of, server, text};
+use super::tests::{GITHUB, REDIRECT, hidden, new_pkce, query_of, server, text};
+use super::{AgentRecord, Registration};
 
 #[tokio::test]
 async fn bad_authorization_requests_never_redirect_anywhere_unregistered() {
@@ -106,4 +108,67 @@ async fn the_consent_form_refuses_forgery_and_deny_grants_nothing() {
     assert_eq!(q["error"], "access_denied");
     assert!(!q.contains_key("code"));
     assert!(s.authz.access().unwrap().is_empty());
+}
+
+/// Any web page can send the browser to the authorization endpoint with a document URL of its
+/// own: the page alone, or a denial, must add no agent. Allowing stores it as verified by its
+/// origin, port included.
+#[tokio::test]
+async fn a_metadata_document_agent_is_stored_only_when_the_user_allows_it() {
+    let s = server().await;
+    let url = "https://agent.example:8443/client.json";
+    s.authz.inner.documents.remember(AgentRecord {
+        client_id: url.into(),
+        name: "Doc Agent".into(),
+        registration: Registration::Cimd,
+        redirect_uris: vec![REDIRECT.into()],
+        created_at: chrono::Utc::now(),
+        last_seen_at: None,
+    });
+    let pkce = new_pkce();
+    let page = s.consent(url, &pkce, &[]).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("data-testid=\"verified\"") && html.contains("agent.example:8443"),
+        "{html}"
+    );
+    assert!(
+        s.authz.agents().unwrap().is_empty(),
+        "a page alone stores nothing"
+    );
+    let form = [
+        ("request", hidden(&html, "request")),
+        ("csrf", hidden(&html, "csrf")),
+        ("decision", "deny".to_string()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        s.decide(&form, Some(&s.base)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert!(
+        s.authz.agents().unwrap().is_empty(),
+        "a denial stores nothing"
+    );
+
+    let code = s.code(url, &pkce, &[(GITHUB, "read")]).await;
+    let agents = s.authz.agents().unwrap();
+    assert_eq!(
+        agents
+            .iter()
+            .map(|a| (a.client_id.as_str(), a.registration))
+            .collect::<Vec<_>>(),
+        vec![(url, Registration::Cimd)]
+    );
+    let (status, tokens) = s.exchange(url, &code, &pkce).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let caller = s
+        .authz
+        .authenticate(&text(&tokens, "access_token"))
+        .unwrap();
+    assert_eq!(
+        (caller.client_id.as_str(), caller.name.as_str()),
+        (url, "Doc Agent")
+    );
 }

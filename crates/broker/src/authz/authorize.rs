@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::consent_page;
 use super::token::CodeGrant;
-use super::{AgentRecord, Ctx, cimd};
+use super::{AgentRecord, Ctx, Registration, cimd};
 use crate::policy::Access;
 
 const REQUEST_LIFETIME: Duration = Duration::from_secs(600);
@@ -161,8 +161,9 @@ pub(super) async fn show(
     })
 }
 
-/// A registered (DCR) agent, or one described by its metadata document (CIMD, stored so the
-/// token endpoint and the window know it).
+/// A registered (DCR) agent, or one described by its metadata document (CIMD). A document's
+/// agent is stored only when the user allows it (`decide`): any web page can send a browser
+/// here, and a page nobody answered must not add an agent to the list.
 async fn find_client(ctx: &Ctx, client_id: &str) -> Result<AgentRecord, String> {
     let store = &ctx.authz.inner.store;
     if cimd::is_document_url(client_id) {
@@ -171,9 +172,6 @@ async fn find_client(ctx: &Ctx, client_id: &str) -> Result<AgentRecord, String> 
             record.created_at = known.created_at;
             record.last_seen_at = known.last_seen_at;
         }
-        store
-            .save_client(&record)
-            .map_err(|e| format!("The broker's storage failed: {e}"))?;
         return Ok(record);
     }
     match store.client(client_id) {
@@ -239,6 +237,14 @@ pub(super) async fn decide(
         choices.push((resource.clone(), access));
     }
     let client_id = waiting.client.client_id.clone();
+    // A document's agent (its name and redirect URIs as last fetched), so the token endpoint
+    // and the window know it; a DCR agent is stored since it registered.
+    if waiting.client.registration == Registration::Cimd
+        && let Err(e) = ctx.authz.inner.store.save_client(&waiting.client)
+    {
+        tracing::error!(error = %e, "cannot store an agent");
+        return page_error("The broker's storage failed; nothing was granted. Try again.");
+    }
     if let Err(e) = ctx.authz.set_access(&client_id, &choices) {
         tracing::error!(error = %e, "cannot store an agent's access");
         return page_error("The broker's storage failed; nothing was granted. Try again.");

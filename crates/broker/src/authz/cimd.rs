@@ -69,6 +69,14 @@ impl Documents {
         Ok(record)
     }
 
+    /// A document as if just fetched (tests have no https server of their own).
+    #[cfg(test)]
+    pub fn remember(&self, record: AgentRecord) {
+        let until = Instant::now() + DEFAULT_TTL;
+        self.lock()
+            .insert(record.client_id.clone(), (record, until));
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (AgentRecord, Instant)>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -97,16 +105,18 @@ async fn fetch(url: &Url) -> Result<(Document, Option<Duration>), String> {
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "cannot fetch the client metadata document: {}",
-                e.without_url()
-            )
-        })?;
-    if !response.status().is_success() {
+        .map_err(|e| why("cannot fetch the client metadata document", e))?;
+    let status = response.status();
+    if status.is_redirection() {
         return Err(format!(
-            "the client metadata document answered HTTP {} (redirects are not followed)",
-            response.status().as_u16()
+            "the client metadata document answered HTTP {}, a redirect; redirects are not followed",
+            status.as_u16()
+        ));
+    }
+    if !status.is_success() {
+        return Err(format!(
+            "the client metadata document answered HTTP {}",
+            status.as_u16()
         ));
     }
     if response
@@ -120,13 +130,8 @@ async fn fetch(url: &Url) -> Result<(Document, Option<Duration>), String> {
     loop {
         let chunk = tokio::time::timeout(FETCH_TIMEOUT, response.chunk())
             .await
-            .map_err(|_| "the client metadata document took too long".to_string())?
-            .map_err(|e| {
-                format!(
-                    "cannot read the client metadata document: {}",
-                    e.without_url()
-                )
-            })?;
+            .map_err(|_| too_slow())?
+            .map_err(|e| why("cannot read the client metadata document", e))?;
         let Some(chunk) = chunk else { break };
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
             return Err("the client metadata document is too large".into());
@@ -143,12 +148,39 @@ fn http_client() -> Result<reqwest::Client, String> {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(FETCH_TIMEOUT)
         .https_only(true);
-    if let Some(path) = std::env::var_os(CA_ENV) {
+    // Set but empty counts as unset (a script's optional knob passed through).
+    if let Some(path) = std::env::var_os(CA_ENV).filter(|p| !p.is_empty()) {
         let pem = std::fs::read(&path).map_err(|e| format!("{CA_ENV}: {e}"))?;
         let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{CA_ENV}: {e}"))?;
         builder = builder.add_root_certificate(cert);
     }
     builder.build().map_err(|e| e.to_string())
+}
+
+fn too_slow() -> String {
+    format!(
+        "the client metadata document took too long (over {} s)",
+        FETCH_TIMEOUT.as_secs()
+    )
+}
+
+/// A failed fetch in words the user can act on: reqwest says only "error sending request"; the
+/// cause (a timeout, an untrusted certificate, a refused connection) is further down.
+fn why(context: &str, e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        return too_slow();
+    }
+    let mut cause = None;
+    let mut source = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        cause = Some(inner.to_string());
+        source = inner.source();
+    }
+    let e = e.without_url();
+    match cause {
+        Some(cause) => format!("{context}: {e} ({cause})"),
+        None => format!("{context}: {e}"),
+    }
 }
 
 /// `Cache-Control`: `no-store`/`no-cache` → not cached; `max-age` clamped; else an hour.

@@ -48,9 +48,15 @@ pub(super) fn render(page: &Page) -> Response {
             None => format!("{}:", u.scheme()),
         })
         .unwrap_or_default();
-    let verified_host = url::Url::parse(&client.client_id)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string));
+    // The origin vouches for the document, so its port is part of the name (another port of
+    // the same host can be anyone's server).
+    let verified_host = url::Url::parse(&client.client_id).ok().and_then(|u| {
+        let host = u.host_str()?;
+        Some(match u.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        })
+    });
     let body = html! {
         h1 { "Allow " (client.name) " to use your connections?" }
         p {

@@ -147,8 +147,29 @@ pub async fn check(State(guard): State<Arc<Guard>>, mut request: Request, next: 
             let limited = Body::new(http_body_util::Limited::new(body, MAX_REQUEST_BYTES));
             next.run(Request::from_parts(parts, limited)).await
         }
-        Err(refusal) => refusal.into_response(),
+        Err(refusal) => {
+            let mut response = refusal.into_response();
+            // The body stays unread. When it has not arrived by the time the answer is written,
+            // hyper drops the connection afterwards without a word, and a client that reuses it
+            // (an agent's discovery request right after this 401) sees it die. Say so up front
+            // (RFC 9112 §9.6), so the client opens a new one.
+            if declares_body(request.headers()) {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
     }
+}
+
+/// True when the request has a body (chunked, or a Content-Length other than 0).
+fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes() != b"0")
 }
 
 /// Why a request was turned away: status, a short reason, and the 401 challenge if any.

@@ -392,3 +392,32 @@ fn pause_takes_effect_on_the_next_request() {
         Ok(AgentClient::static_client("agent"))
     );
 }
+
+/// A refused request's body is never read; the answer says the connection closes, so a client
+/// does not send its next request (an agent's discovery after the 401) into a dropped one.
+#[tokio::test]
+async fn a_refusal_of_a_request_with_a_body_closes_the_connection() {
+    let (guard, _) = guard(State::Serving);
+    let app = axum::Router::new()
+        .route("/mcp", axum::routing::any(|| async { "through" }))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(guard), check));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let with_body = http
+        .post(&url)
+        .header("host", HOST.1)
+        .body("{\"jsonrpc\":\"2.0\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_body.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(with_body.headers()[header::CONNECTION], "close");
+    let without = http.get(&url).header("host", HOST.1).send().await.unwrap();
+    assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
+    assert!(!without.headers().contains_key(header::CONNECTION));
+}
