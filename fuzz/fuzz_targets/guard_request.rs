@@ -8,9 +8,10 @@ fn guard() -> &'static broker::mcp::guard::Guard {
     static GUARD: OnceLock<broker::mcp::guard::Guard> = OnceLock::new();
     GUARD.get_or_init(|| {
         let db = Arc::new(broker::db::Db::open_in_memory().expect("db"));
-        let clients = broker::clients::Clients::new(db);
+        let clients = broker::clients::Clients::new(db.clone());
         let _ = clients.add("agent");
-        broker::mcp::guard::Guard::new(clients, 8937, Arc::default())
+        let authz = broker::authz::Authz::new(db, broker::events::Events::default());
+        broker::mcp::guard::Guard::new(clients, authz, 8937, Arc::default())
     })
 }
 
