@@ -5,6 +5,7 @@
 mod load;
 mod procfs;
 mod report;
+mod rules;
 mod zone;
 
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,15 @@ fn ticks(pid: u32) -> u64 {
 }
 
 fn main() -> Result<()> {
+    // `keycard-bench policy [CALLS]`: the broker's Policy::decide timed in-process.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("policy") {
+        let calls = match args.get(2) {
+            Some(n) => n.parse().context("usage: keycard-bench policy [CALLS]")?,
+            None => 200_000,
+        };
+        return rules::print_micro(calls);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(env_num("BENCH_THREADS", 2))
         .enable_all()
