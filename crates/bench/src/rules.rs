@@ -35,8 +35,9 @@ permit(principal, action == Action::"read", resource) when { context.path like "
 permit(principal, action == Action::"write", resource) when { context.path like "/api/bulk*" };
 "#;
 
-/// The rule a call to `<fixture>/admin…` runs into.
+/// The rule the probe call runs into, and the path under the fixture that it forbids.
 pub const PROBE_RULE: &str = "no-api-admin";
+pub const PROBE_PATH: &str = "/admin/keycard-bench-probe";
 
 /// Number of rules in [`TEN_RULES`] (checked by building it).
 pub const RULES: usize = 10;
