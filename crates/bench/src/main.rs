@@ -239,7 +239,7 @@ async fn bench() -> Result<()> {
     let memory = Memory { idle, peak, after };
 
     // --- OAuth agent + ten-rule policy.cedar vs the static client: broker CPU per call --------
-    let rounds: usize = env_num("BENCH_POLICY_ROUNDS", 2);
+    let rounds: usize = env_num("BENCH_POLICY_ROUNDS", 4);
     let overhead = if rounds == 0 {
         None
     } else {
