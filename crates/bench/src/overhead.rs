@@ -7,10 +7,11 @@
 //! 2. an OAuth agent (`kcba_` token, signed in through the consent form with `write` on the
 //!    fixture) with the ten-rule `policy.cedar` — the figure.
 //!
-//! Rounds alternate the order (without the file first, then with it; then the reverse) so a
-//! drift in background load does not favour one side; the file is only swapped between
-//! segments, and a probe call that rule `no-api-admin` refuses shows when the broker has
-//! picked up the change (it looks at the file at most once a second).
+//! In every round, per concurrency, the three cells run back to back (0 2 1, then 1 2 0 in the
+//! next round), and the differences are taken round by round, so background load that drifts
+//! over the run cancels instead of favouring one side. The file is written or removed between
+//! cells, and a probe call that rule `no-api-admin` refuses shows when the broker has picked up
+//! the change (it looks at the file at most once a second).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -99,34 +100,37 @@ pub async fn run(s: &Setup) -> Result<Overhead> {
     ];
     let prober = load::Session::open(&s.mcp_url, &s.static_token).await?;
     let mut cells = Vec::new();
+    let mut oauth_checked = false;
     for round in 0..s.rounds {
-        let rules_first = round % 2 == 1;
-        for with_rules in [rules_first, !rules_first] {
-            set_policy(s, &prober, with_rules).await?;
-            let variants: &[usize] = match (with_rules, rules_first) {
-                (false, _) => &[0],
-                (true, false) => &[2, 1],
-                (true, true) => &[1, 2],
-            };
-            if with_rules {
-                // The OAuth agent, too, is refused by the file and allowed the GET.
-                let oauth = load::Session::open(&s.mcp_url, &s.oauth_token).await?;
-                expect_probe(&oauth, &s.probe, true).await?;
-                let answer = oauth.call("call_api", &get(&s.items)).await?;
-                if !answer {
-                    bail!("the OAuth agent's GET {} was not answered 200", s.items);
+        // One block per concurrency: static, OAuth, static + rules in even rounds, the reverse
+        // in odd ones (the OAuth cell in the middle, the other two taking turns at the ends, so
+        // a steady drift in background load cancels out of the differences), and the
+        // concurrencies in reverse order too, so each block starts as the last one ended:
+        // one swap of the file per block.
+        let mut order = CONCURRENCY;
+        let variants = if round % 2 == 0 { [0, 2, 1] } else { [1, 2, 0] };
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for c in order {
+            for variant in variants {
+                set_policy(s, &prober, variant != 0).await?;
+                if variant != 0 && !oauth_checked {
+                    // The OAuth agent, too, is refused by the file and allowed the GET.
+                    let oauth = load::Session::open(&s.mcp_url, &s.oauth_token).await?;
+                    expect_probe(&oauth, &s.probe, true).await?;
+                    if !oauth.call("call_api", &get(&s.items)).await? {
+                        bail!("the OAuth agent's GET {} was not answered 200", s.items);
+                    }
+                    oauth_checked = true;
                 }
-            }
-            for &variant in variants {
-                for &c in &CONCURRENCY {
-                    eprintln!(
-                        "bench: {} at concurrency {c} (round {}/{}) …",
-                        VARIANTS[variant],
-                        round + 1,
-                        s.rounds
-                    );
-                    cells.push(measure(s, &targets[variant], variant, c, round).await?);
-                }
+                eprintln!(
+                    "bench: {} at concurrency {c} (round {}/{}) …",
+                    VARIANTS[variant],
+                    round + 1,
+                    s.rounds
+                );
+                cells.push(measure(s, &targets[variant], variant, c, round).await?);
             }
         }
     }
@@ -230,13 +234,59 @@ pub struct Sum {
     pub rounds_us: Vec<f64>,
 }
 
+/// Per-round differences (µs per call): their mean, standard error and range.
+#[derive(Debug, Clone, Copy)]
+pub struct Diff {
+    pub n: usize,
+    pub mean: f64,
+    pub se: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Diff {
+    fn of(values: &[f64]) -> Option<Diff> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let var = if n > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            f64::NAN
+        };
+        Some(Diff {
+            n,
+            mean,
+            se: (var / n as f64).sqrt(),
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        })
+    }
+
+    fn show(&self) -> String {
+        format!(
+            "{:+.1} ± {:.1} ({:+.0} … {:+.0})",
+            self.mean, self.se, self.min, self.max
+        )
+    }
+
+    fn json(&self) -> Value {
+        json!({"rounds": self.n, "mean_us": self.mean, "standard_error_us": self.se,
+            "min_us": self.min, "max_us": self.max})
+    }
+}
+
 impl Overhead {
-    pub fn sum(&self, variant: usize, c: usize) -> Option<Sum> {
-        let cells: Vec<&Cell> = self
-            .cells
+    fn cells_of(&self, variant: usize, c: usize) -> impl Iterator<Item = &Cell> {
+        self.cells
             .iter()
-            .filter(|x| x.variant == variant && x.concurrency == c)
-            .collect();
+            .filter(move |x| x.variant == variant && x.concurrency == c)
+    }
+
+    pub fn sum(&self, variant: usize, c: usize) -> Option<Sum> {
+        let cells: Vec<&Cell> = self.cells_of(variant, c).collect();
         if cells.is_empty() {
             return None;
         }
@@ -259,9 +309,22 @@ impl Overhead {
         })
     }
 
-    /// OAuth + ten rules minus static without the file, µs per call.
+    /// `to` minus `from`, µs of broker CPU per call, round by round: the two cells of a round
+    /// ran within the same half minute, so background load that drifts over the run cancels.
+    pub fn diff(&self, c: usize, from: usize, to: usize) -> Option<Diff> {
+        let values: Vec<f64> = self
+            .cells_of(to, c)
+            .filter_map(|t| {
+                let f = self.cells_of(from, c).find(|f| f.round == t.round)?;
+                Some(t.us_per_call() - f.us_per_call())
+            })
+            .collect();
+        Diff::of(&values)
+    }
+
+    /// OAuth + ten rules minus static without the file: the mean of the per-round differences.
     pub fn added(&self, c: usize) -> Option<f64> {
-        Some(self.sum(2, c)?.us - self.sum(0, c)?.us)
+        self.diff(c, 0, 2).map(|d| d.mean)
     }
 
     /// Every concurrency within the limit, and no call failed.
@@ -278,12 +341,12 @@ impl Overhead {
         let measured: Vec<String> = CONCURRENCY
             .iter()
             .map(|&c| {
-                self.added(c)
-                    .map_or(format!("c{c}: —"), |a| format!("c{c}: {a:+.1} µs"))
+                self.diff(c, 0, 2)
+                    .map_or(format!("c{c}: —"), |d| format!("c{c}: {} µs", d.show()))
             })
             .collect();
         format!(
-            "| OAuth agent + ten-rule policy adds ≤ {LIMIT_US:.0} µs broker CPU per `call_api` over the static client (c1 and c8) | {} | {} |",
+            "| OAuth agent + ten-rule policy adds ≤ {LIMIT_US:.0} µs broker CPU per `call_api` over the static client (c1 and c8; mean of per-round differences ± s.e. (range)) | {} | {} |",
             measured.join(", "),
             crate::report::verdict(self.met())
         )
@@ -301,13 +364,14 @@ impl Overhead {
              `serve`: the static client (`kcb_` token) without `policy.cedar` (today's path), the \
              static client with a ten-rule `policy.cedar` (7 forbids, 3 permits, one `@itl`; \
              crates/bench/src/rules.rs), and an OAuth agent (`kcba_` token from DCR + consent form \
-             + PKCE code exchange, `write` on the fixture; {}) under the same ten rules. Rounds: {}, \
-             the order reversed every round; each cell {:.0} s after warm-up. CPU is the broker \
+             + PKCE code exchange, `write` on the fixture; {}) under the same ten rules. Rounds: {}; \
+             in each, per concurrency, the three cells back to back (static, OAuth, static + rules; \
+             the reverse in the next round); each cell {:.0} s after warm-up. CPU is the broker \
              process's user + system time from /proc/<pid>/stat (10 ms ticks) over the window, \
              divided by the calls made.\n",
             self.oauth_client, self.rounds, self.seconds
         ));
-        line("| variant | conc. | calls | errors | calls/s | p50 ms | broker CPU µs/call | per round |".into());
+        line("| variant | conc. | calls | errors | calls/s | p50 ms | broker CPU µs/call (all rounds) | per round |".into());
         line("|---|---:|---:|---:|---:|---:|---:|---|".into());
         for &c in &CONCURRENCY {
             for (v, name) in VARIANTS.iter().enumerate() {
@@ -325,19 +389,25 @@ impl Overhead {
             }
         }
         line(String::new());
-        line("| conc. | added by OAuth + ten rules (µs/call) | of it: ten rules (static + rules − static) | of it: OAuth vs static token (both with rules) | ≤ 50 µs |".into());
+        line("Differences in broker CPU µs per call, taken round by round (mean ± standard error, range over the rounds):\n".into());
+        line("| conc. | added by OAuth + ten rules | of it: the ten rules (static + rules − static) | of it: OAuth vs static token (both with the rules) | ≤ 50 µs |".into());
         line("|---:|---:|---:|---:|---|".into());
         for &c in &CONCURRENCY {
-            let (Some(a), Some(b), Some(o)) = (self.sum(0, c), self.sum(1, c), self.sum(2, c))
+            let (Some(added), Some(rules), Some(token)) =
+                (self.diff(c, 0, 2), self.diff(c, 0, 1), self.diff(c, 1, 2))
             else {
                 continue;
             };
-            let added = o.us - a.us;
+            let clean = self
+                .cells
+                .iter()
+                .all(|x| x.concurrency != c || x.errors == 0);
             line(format!(
-                "| {c} | **{added:+.1}** | {:+.1} | {:+.1} | {} |",
-                b.us - a.us,
-                o.us - b.us,
-                crate::report::verdict(added <= LIMIT_US && a.errors + o.errors == 0)
+                "| {c} | **{}** | {} | {} | {} |",
+                added.show(),
+                rules.show(),
+                token.show(),
+                crate::report::verdict(added.mean <= LIMIT_US && clean)
             ));
         }
         if let Some(m) = self.micro {
@@ -353,7 +423,9 @@ impl Overhead {
         }
         line(
             "\nThe differences are between whole-process CPU figures of a few hundred µs per call \
-             on a shared machine: the per-round columns show how much they move from round to round."
+             on a machine shared with other work; the broker's CPU per call rises with background \
+             load (more wake-ups and cache misses per call), so compare cells of one round, not \
+             rounds with each other."
                 .into(),
         );
         s
@@ -364,8 +436,10 @@ impl Overhead {
             .iter()
             .map(|&c| {
                 let us = |v| self.sum(v, c).map(|x| x.us);
+                let diff = |from, to| self.diff(c, from, to).map(|d| d.json());
                 json!({"concurrency": c, "static_us": us(0), "static_ten_rules_us": us(1),
-                    "oauth_ten_rules_us": us(2), "added_us": self.added(c)})
+                    "oauth_ten_rules_us": us(2), "added_us": self.added(c),
+                    "added": diff(0, 2), "ten_rules": diff(0, 1), "oauth_vs_static": diff(1, 2)})
             })
             .collect();
         json!({
@@ -381,3 +455,7 @@ impl Overhead {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "overhead_tests.rs"]
+mod tests;
