@@ -9,6 +9,7 @@ mod overhead;
 mod procfs;
 mod report;
 mod rules;
+mod stats;
 mod zone;
 
 use std::sync::{Arc, Mutex};

@@ -36,4 +36,5 @@ fn differences_pair_the_cells_of_a_round() {
     assert!(o.met());
     assert!(o.markdown().contains("| 1 | **+20.0 ± 0.0 (+20 … +20)** |"));
     assert_eq!(o.json()["summary"][0]["added"]["mean_us"], 20.0);
+    assert_eq!(o.json()["verdict"], "met");
 }
