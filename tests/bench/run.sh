@@ -8,9 +8,9 @@
 #
 # Prints a markdown table and writes ${CARGO_TARGET_DIR:-target}/bench/{results.md,chart.svg,results.json}.
 # Knobs (environment): BENCH_SECS (measured seconds per cell, default 8), BENCH_WARMUP (1),
-# BENCH_READY_TRIALS (5), BENCH_LIFETIME_SECS (16), BENCH_POLICY_ROUNDS (6; 0 skips the OAuth and
-# policy cells), BENCH_POLICY_SECS (5), BENCH_POLICY_CALLS (200000). The whole run takes
-# about 7 minutes after the builds. Needs what scripts/bootstrap installs (node, gnome-keyring,
+# BENCH_READY_TRIALS (5), BENCH_LIFETIME_SECS (16), BENCH_POLICY_ROUNDS (12; 0 skips the OAuth and
+# policy cells), BENCH_POLICY_SECS (4), BENCH_POLICY_CALLS (200000). The whole run takes
+# about 10 minutes after the builds. Needs what scripts/bootstrap installs (node, gnome-keyring,
 # dbus) and PyPI access for the reference server's pinned packages (tests/bench/requirements.txt).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"

@@ -240,7 +240,7 @@ async fn bench() -> Result<()> {
     let memory = Memory { idle, peak, after };
 
     // --- OAuth agent + ten-rule policy.cedar vs the static client: broker CPU per call --------
-    let rounds: usize = env_num("BENCH_POLICY_ROUNDS", 6);
+    let rounds: usize = env_num("BENCH_POLICY_ROUNDS", 12);
     let overhead = if rounds == 0 {
         None
     } else {
@@ -262,7 +262,7 @@ async fn bench() -> Result<()> {
             policy_file: std::path::Path::new(&home).join("policy.cedar"),
             broker_pid,
             warmup,
-            duration: Duration::from_secs_f64(env_num("BENCH_POLICY_SECS", 5.0)),
+            duration: Duration::from_secs_f64(env_num("BENCH_POLICY_SECS", 4.0)),
             rounds,
             micro_calls: env_num("BENCH_POLICY_CALLS", 200_000),
         };
