@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Benchmark: Direct vs Keycard Broker (`call_api` through `keycard-broker serve`, release build)
 # vs the Keycard reference server (Python MCP server + keycardai-mcp's grant decorator), on this
-# machine, in one run, against one zone emulator and one upstream fixture.
+# machine, in one run, against one zone emulator and one upstream fixture; then the broker's CPU
+# per call for an OAuth agent under a ten-rule policy.cedar vs the static client.
 #
 #   tests/bench/run.sh
 #
 # Prints a markdown table and writes ${CARGO_TARGET_DIR:-target}/bench/{results.md,chart.svg,results.json}.
 # Knobs (environment): BENCH_SECS (measured seconds per cell, default 8), BENCH_WARMUP (1),
-# BENCH_READY_TRIALS (5), BENCH_LIFETIME_SECS (16). The whole run takes about 3 minutes after
-# the builds. Needs what scripts/bootstrap installs (node, gnome-keyring, dbus) and PyPI access
-# for the reference server's pinned packages (tests/bench/requirements.txt).
+# BENCH_READY_TRIALS (5), BENCH_LIFETIME_SECS (16), BENCH_POLICY_ROUNDS (12; 0 skips the OAuth and
+# policy cells), BENCH_POLICY_SECS (4), BENCH_POLICY_CALLS (200000). The whole run takes
+# about 10 minutes after the builds. Needs what scripts/bootstrap installs (node, gnome-keyring,
+# dbus) and PyPI access for the reference server's pinned packages (tests/bench/requirements.txt).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 if [ -z "${KEYCARD_BENCH_IN_KEYRING:-}" ]; then

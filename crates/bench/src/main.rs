@@ -1,10 +1,15 @@
 //! keycard-bench: measures Direct vs Keycard Broker vs the Keycard reference server on one
-//! machine, in one run, against one zone emulator and one upstream fixture. Driven by
+//! machine, in one run, against one zone emulator and one upstream fixture, and what an OAuth
+//! agent under a ten-rule policy costs the broker per call over a static client. Driven by
 //! tests/bench/run.sh, which stands the stack up and passes everything through the environment.
 
 mod load;
+mod oauth;
+mod overhead;
 mod procfs;
 mod report;
+mod rules;
+mod stats;
 mod zone;
 
 use std::sync::{Arc, Mutex};
@@ -44,6 +49,15 @@ fn ticks(pid: u32) -> u64 {
 }
 
 fn main() -> Result<()> {
+    // `keycard-bench policy [CALLS]`: the broker's Policy::decide timed in-process.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("policy") {
+        let calls = match args.get(2) {
+            Some(n) => n.parse().context("usage: keycard-bench policy [CALLS]")?,
+            None => 200_000,
+        };
+        return rules::print_micro(calls);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(env_num("BENCH_THREADS", 2))
         .enable_all()
@@ -225,6 +239,36 @@ async fn bench() -> Result<()> {
     ];
     let memory = Memory { idle, peak, after };
 
+    // --- OAuth agent + ten-rule policy.cedar vs the static client: broker CPU per call --------
+    let rounds: usize = env_num("BENCH_POLICY_ROUNDS", 12);
+    let overhead = if rounds == 0 {
+        None
+    } else {
+        let agent = oauth::sign_in(&mcp_url, "keycard-bench-agent", &fixture, "write")
+            .await
+            .context("OAuth sign-in through the consent form")?;
+        eprintln!(
+            "bench: OAuth agent {} signed in (write on {fixture})",
+            agent.client_id
+        );
+        let home = env("KEYCARD_BROKER_HOME")?;
+        let setup = overhead::Setup {
+            mcp_url: mcp_url.clone(),
+            static_token: mcp_token.clone(),
+            oauth_token: agent.access_token,
+            oauth_client: agent.client_id,
+            items: items.clone(),
+            probe: format!("{fixture}{}", rules::PROBE_PATH),
+            policy_file: std::path::Path::new(&home).join("policy.cedar"),
+            broker_pid,
+            warmup,
+            duration: Duration::from_secs_f64(env_num("BENCH_POLICY_SECS", 4.0)),
+            rounds,
+            micro_calls: env_num("BENCH_POLICY_CALLS", 200_000),
+        };
+        Some(overhead::run(&setup).await?)
+    };
+
     // --- ready-to-serve: fresh `serve` on the already signed-in home ---------------------------
     stop(broker_pid).await?;
     let trials: usize = env_num("BENCH_READY_TRIALS", 5);
@@ -287,6 +331,7 @@ async fn bench() -> Result<()> {
         memory,
         ready: Ready { ms: ready_ms },
         lifetime,
+        overhead,
         seconds: secs,
         warmup: warmup.as_secs_f64(),
         machine: env_or("BENCH_MACHINE", "unknown machine"),

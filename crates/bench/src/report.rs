@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde_json::{Value, json};
 
+use crate::overhead::Overhead;
 use crate::procfs::TICK_US;
 use crate::{CONCURRENCY, TARGETS};
 
@@ -61,6 +62,8 @@ pub struct Results {
     pub memory: Memory,
     pub ready: Ready,
     pub lifetime: Lifetime,
+    /// OAuth agent + ten-rule policy vs the static client (None: not measured).
+    pub overhead: Option<Overhead>,
     pub seconds: f64,
     pub warmup: f64,
     pub machine: String,
@@ -101,7 +104,7 @@ impl Results {
     }
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**MISSED**" }
 }
 
@@ -319,11 +322,17 @@ pub fn markdown(r: &Results) -> String {
         "| ready ≤ {READY_TARGET_MS:.0} ms | median {ready_median:.0} ms, max {ready_max:.0} ms | {} |",
         verdict(ready_median <= READY_TARGET_MS)
     );
+    if let Some(o) = &r.overhead {
+        let _ = writeln!(s, "{}", o.target_row());
+    }
     let _ = writeln!(
         s,
         "\nAdded latency is judged at concurrency 1: at 8 and 64 the two cores are saturated and \
          the difference is mostly queueing behind the other processes (shown in the table for all)."
     );
+    if let Some(o) = &r.overhead {
+        s.push_str(&o.markdown());
+    }
     s
 }
 
@@ -344,6 +353,7 @@ pub fn json(r: &Results) -> Value {
             "errors": r.lifetime.errors, "exchanges": r.lifetime.exchanges,
             "lifetimes": r.lifetime.lifetimes(), "session_refreshes": r.lifetime.session_refreshes,
             "first_call_ms": r.lifetime.first_call_ms, "fresh_idle_kib": r.lifetime.fresh_idle_kib},
+        "oauth_policy": r.overhead.as_ref().map(Overhead::json),
     })
 }
 
