@@ -2,29 +2,10 @@
 //! one method class no longer ask. A read allowance never covers a write, nor a write one a
 //! read: the user allowed what they saw, and a write is not "more of the same" as a read.
 
+pub(super) use crate::policy::MethodClass;
 use tokio::time::Instant;
 
 use super::DecidedBy;
-
-/// Reads (GET, HEAD, OPTIONS) and writes (every other method).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum MethodClass {
-    Read,
-    Write,
-}
-
-impl MethodClass {
-    pub(super) fn of(method: &str) -> MethodClass {
-        let read = ["GET", "HEAD", "OPTIONS"]
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(method));
-        if read {
-            MethodClass::Read
-        } else {
-            MethodClass::Write
-        }
-    }
-}
 
 struct Standing {
     client: String,
