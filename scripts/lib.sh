@@ -31,7 +31,8 @@ apt_install() {
 }
 
 # python_venv DIR REQUIREMENTS — a virtualenv in DIR with REQUIREMENTS (a pip requirements
-# file) installed; pip runs again only when that file's content changes.
+# file) installed; pip runs again only when that file's content changes. PYTHON picks the
+# interpreter (default: python3 on PATH).
 python_venv() {
   local dir="$1" requirements="$2" want
   want="$({ sha256sum "$requirements" 2>/dev/null || shasum -a 256 "$requirements"; } | cut -d' ' -f1)"
@@ -39,7 +40,7 @@ python_venv() {
     return 0
   fi
   echo "Installing $requirements into $dir" >&2
-  python3 -m venv "$dir"
+  "${PYTHON:-python3}" -m venv "$dir"
   "$dir/bin/pip" install -q --disable-pip-version-check -r "$requirements" >&2
   echo "$want" > "$dir/.requirements.sha256"
 }

@@ -36,6 +36,16 @@ pub enum Outcome {
     Error,
 }
 
+/// How an agent reached the broker: the loopback port, or the agent socket (a forwarded
+/// socket from a remote host, a devcontainer, WSL).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    #[default]
+    Loopback,
+    Socket,
+}
+
 /// `as_str`/`parse`/`Display` and SQLite storage as the same words, for a plain enum.
 macro_rules! words {
     ($t:ty { $($v:ident = $s:literal),* $(,)? }) => {
@@ -78,6 +88,11 @@ words!(ActivityKind {
     Token = "token",
 });
 
+words!(Via {
+    Loopback = "loopback",
+    Socket = "socket",
+});
+
 words!(Outcome {
     Ok = "ok",
     UpstreamError = "upstream_error",
@@ -91,6 +106,9 @@ words!(Outcome {
 pub struct AuditRecord {
     pub at: DateTime<Utc>,
     pub client: Option<String>,
+    /// How the agent reached the broker (none for the broker's own token records).
+    #[serde(default)]
+    pub via: Option<Via>,
     pub kind: ActivityKind,
     pub resource: Option<String>,
     pub method: Option<String>,
@@ -108,6 +126,7 @@ impl AuditRecord {
         AuditRecord {
             at: Utc::now(),
             client: client.map(str::to_string),
+            via: None,
             kind,
             resource: None,
             method: None,

@@ -166,7 +166,7 @@ impl Audit {
         self.flush();
         self.db.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT at, client, kind, resource, method, host, path, status, latency_ms, outcome, detail
+                "SELECT at, client, kind, resource, method, host, path, status, latency_ms, outcome, detail, via
                  FROM audit
                  WHERE (?1 IS NULL OR client = ?1) AND (?2 IS NULL OR resource = ?2) AND (?3 IS NULL OR at >= ?3)
                    AND (?5 IS NULL OR outcome = ?5)
@@ -195,6 +195,7 @@ impl Audit {
                             latency_ms: r.get::<_, i64>(8)?.max(0) as u64,
                             outcome: r.get(9)?,
                             detail: r.get(10)?,
+                            via: r.get(11)?,
                         },
                     ))
                 },
@@ -218,8 +219,8 @@ fn insert(db: &Db, records: &[&AuditRecord]) -> Result<(), DbError> {
         let tx = c.unchecked_transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO audit (at, client, kind, resource, method, host, path, status, latency_ms, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO audit (at, client, kind, resource, method, host, path, status, latency_ms, outcome, detail, via)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -233,7 +234,8 @@ fn insert(db: &Db, records: &[&AuditRecord]) -> Result<(), DbError> {
                     r.status,
                     i64::try_from(r.latency_ms).unwrap_or(i64::MAX),
                     r.outcome,
-                    r.detail
+                    r.detail,
+                    r.via
                 ])?;
             }
         }

@@ -114,6 +114,7 @@ impl Broker {
             Some(agent.name.as_str()),
             sink,
             async |record: &mut AuditRecord| {
+                record.via = Some(agent.via);
                 record.method = Some(
                     request
                         .method

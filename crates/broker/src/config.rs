@@ -99,6 +99,14 @@ pub struct BrokerSettings {
     /// How long a write the policy marks "ask" waits for the user before it is denied.
     #[serde(default = "default_approval_timeout")]
     pub approval_timeout_secs: u64,
+    /// Serve agents on `agent.sock` in the data folder too (remote agents reach it through a
+    /// forwarded socket). Off: loopback port only.
+    #[serde(default = "default_true")]
+    pub agent_socket: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_approval_timeout() -> u64 {
@@ -127,6 +135,7 @@ impl Default for BrokerSettings {
             profile: None,
             redirect: RedirectMode::Loopback,
             approval_timeout_secs: default_approval_timeout(),
+            agent_socket: true,
         }
     }
 }

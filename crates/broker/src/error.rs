@@ -78,6 +78,10 @@ pub enum BrokerError {
     ZoneSetup { code: String, fix: String },
     #[error("cannot serve the admin socket {0}")]
     ControlSocket(String),
+    #[error(
+        "cannot serve the agent socket {0} (set [broker] agent_socket = false to go without it)"
+    )]
+    AgentSocket(String),
     #[error("another Keycard Broker is already running for this home ({0})")]
     AlreadyRunning(String),
     #[error("internal error: {0}")]
@@ -232,7 +236,9 @@ impl BrokerError {
             BrokerError::MissingClientSecret => C::NotConfigured,
             BrokerError::PortInUse(_) => C::PortInUse,
             BrokerError::AlreadyRunning(_) => C::AlreadyRunning,
-            BrokerError::Listen { .. } | BrokerError::ControlSocket(_) => C::PortUnavailable,
+            BrokerError::Listen { .. }
+            | BrokerError::ControlSocket(_)
+            | BrokerError::AgentSocket(_) => C::PortUnavailable,
             BrokerError::TooManyRounds(_) => C::Busy,
             BrokerError::Internal(_) => C::Internal,
         }

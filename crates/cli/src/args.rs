@@ -80,11 +80,34 @@ pub enum Command {
     },
     /// What this broker is and where it keeps its config, data and logs (no secrets).
     About,
-    /// stdio ↔ HTTP bridge for stdio-only MCP clients (Claude Desktop).
-    Stdio {
+    /// stdio ↔ HTTP bridge for stdio-only MCP clients (Claude Desktop; on a remote host, any
+    /// stdio client through a forwarded agent socket).
+    Stdio(StdioArgs),
+    /// An HTTP MCP endpoint on this host's loopback that relays to a forwarded agent socket,
+    /// for HTTP-only clients on a remote host. Holds no token: each client sends its own.
+    Bridge {
+        /// Loopback address to listen on, e.g. 127.0.0.1:8937.
         #[arg(long)]
-        client: String,
+        listen: std::net::SocketAddr,
+        /// The forwarded agent socket.
+        #[arg(long, env = "KEYCARD_BROKER_SOCKET")]
+        socket: PathBuf,
     },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("token").required(true).args(["client", "token_env"])))]
+pub struct StdioArgs {
+    /// The client whose token the keychain holds (`clients config claude-desktop NAME --write`).
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Read the client token from this environment variable (a remote host has no keychain).
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Reach the broker through this agent socket (a forwarded one on a remote host) instead of
+    /// the loopback port.
+    #[arg(long, env = "KEYCARD_BROKER_SOCKET")]
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,7 +297,12 @@ impl Command {
             },
             Command::Serve { .. } => Subject::Serve,
             Command::Pause | Command::Resume => Subject::RunningBroker,
-            Command::Stdio { client } => Subject::Bridge(client.clone()),
+            Command::Stdio(StdioArgs {
+                client: Some(client),
+                ..
+            }) => Subject::Bridge(client.clone()),
+            Command::Stdio(StdioArgs { token_env, .. }) => Subject::Remote(token_env.clone()),
+            Command::Bridge { .. } => Subject::Remote(None),
             Command::Init(_) => Subject::Init,
             Command::Login(_)
             | Command::Status
@@ -631,6 +659,14 @@ mod tests {
         assert_eq!(
             subject(&["stdio", "--client", "d"]),
             Subject::Bridge("d".into())
+        );
+        assert_eq!(
+            subject(&["stdio", "--token-env", "T", "--socket", "/s"]),
+            Subject::Remote(Some("T".into()))
+        );
+        assert_eq!(
+            subject(&["bridge", "--listen", "127.0.0.1:1", "--socket", "/s"]),
+            Subject::Remote(None)
         );
         assert_eq!(subject(&["init", "--zone", "z"]), Subject::Init);
         assert_eq!(subject(&["status"]), Subject::General);

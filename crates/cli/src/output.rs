@@ -51,6 +51,8 @@ pub enum Subject {
     RunningBroker,
     /// The stdio bridge for this client.
     Bridge(String),
+    /// A bridge on a remote host, to a forwarded agent socket (the token's variable, if any).
+    Remote(Option<String>),
 }
 
 /// The advice printed after a failure.
@@ -142,6 +144,15 @@ pub fn hint(code: ErrorCode, resource: Option<&str>, subject: &Subject) -> Optio
         (C::NotSignedIn, _) => "Run `keycard-broker login`.".to_string(),
         (C::NotConnected, _) => format!("Run `keycard-broker connect {resource}`."),
         (C::NeedsReconnect, _) => format!("Run `keycard-broker reconnect {resource}`."),
+        (C::NotConfigured, Subject::Remote(var)) => format!(
+            "Set ${} to the token `keycard-broker remote ssh HOST` printed on the laptop.",
+            var.as_deref().unwrap_or("KEYCARD_BROKER_TOKEN")
+        ),
+        (C::NotRunning, Subject::Remote(_)) => "Check that the SSH session forwarding the agent socket is up and Keycard Broker runs on the laptop (`keycard-broker remote ssh HOST` shows the set-up).".to_string(),
+        (C::Unauthorized, Subject::Remote(var)) => format!(
+            "The broker refused the token{}: on the laptop, run `keycard-broker remote ssh HOST` again for a new one.",
+            var.as_ref().map(|v| format!(" in ${v}")).unwrap_or_default()
+        ),
         (C::NotRunning, _) => "Start `keycard-broker serve` (or the tray app) first.".to_string(),
         (C::AlreadyRunning, _) => {
             "Stop the other Keycard Broker (`serve` or the tray app) for this home first."

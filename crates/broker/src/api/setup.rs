@@ -312,6 +312,8 @@ pub struct About {
     pub zone: Option<String>,
     pub port: u16,
     pub mcp_url: String,
+    /// The agent socket remote agents reach through a forwarded socket (none when off).
+    pub agent_socket: Option<String>,
     /// The broker's resource identifier at the zone.
     pub resource: String,
     pub keychain: Option<String>,
@@ -326,6 +328,11 @@ pub fn about(config: &Config, vault: Option<&Vault>) -> About {
         zone: config.settings.zone.as_ref().map(|z| z.issuer.clone()),
         port: config.port(),
         mcp_url: crate::mcp::mcp_url(config.port()),
+        agent_socket: (cfg!(unix) && config.settings.broker.agent_socket).then(|| {
+            crate::mcp::agent_socket_path(&config.paths.data_dir)
+                .display()
+                .to_string()
+        }),
         resource: config.resource_id(),
         keychain: vault.map(Vault::backend),
         logs_dir: config.paths.log_dir.display().to_string(),

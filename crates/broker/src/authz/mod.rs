@@ -54,6 +54,8 @@ pub struct Agent {
     pub name: String,
     /// Signed in with OAuth (false: a static bearer token from a config file).
     pub oauth: bool,
+    /// How this request reached the broker (the activity log says so).
+    pub via: crate::activity::Via,
 }
 
 impl Agent {
@@ -63,6 +65,7 @@ impl Agent {
             key: name.to_string(),
             name: name.to_string(),
             oauth: false,
+            via: crate::activity::Via::Loopback,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The serving broker, started and stopped the same way by every shell (CLI `serve`, the tray
-//! app): the loopback listener (MCP endpoint and OAuth callback) and the control socket, both
-//! bound before [`Serving::start`] returns, so "ready" means both answer.
+//! app): the loopback listener (MCP endpoint and OAuth callback), the agent socket (unless
+//! `[broker] agent_socket = false`) and the control socket, all bound before
+//! [`Serving::start`] returns, so "ready" means all of them answer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::{Broker, BrokerError, mcp};
 pub struct Serving {
     broker: Arc<Broker>,
     addr: SocketAddr,
+    agent_socket: Option<mcp::AgentSocket>,
     stop_control: oneshot::Sender<()>,
     control: JoinHandle<()>,
 }
@@ -48,6 +50,19 @@ impl Serving {
                 return Err(e);
             }
         };
+        let agent_socket = if cfg!(unix) && broker.config().settings.broker.agent_socket {
+            let path = mcp::agent_socket_path(&broker.config().paths.data_dir);
+            match mcp::socket::serve(broker.clone(), addr.port(), path).await {
+                Ok(agent_socket) => Some(agent_socket),
+                Err(e) => {
+                    drop(socket);
+                    broker.shutdown().await;
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         let (stop_control, stopped) = oneshot::channel::<()>();
         let control = tokio::spawn(socket.serve(broker.clone(), async {
             let _ = stopped.await;
@@ -56,6 +71,7 @@ impl Serving {
         Ok(Serving {
             broker,
             addr,
+            agent_socket,
             stop_control,
             control,
         })
@@ -69,6 +85,11 @@ impl Serving {
         self.addr
     }
 
+    /// The agent socket's path while it serves.
+    pub fn agent_socket(&self) -> Option<&std::path::Path> {
+        self.agent_socket.as_ref().map(|s| s.path())
+    }
+
     /// What the broker is, with the port it actually serves on.
     pub fn about(&self) -> About {
         let mut about = about(self.broker.config(), Some(self.broker.vault()));
@@ -77,11 +98,14 @@ impl Serving {
         about
     }
 
-    /// Stops answering the control socket (its file is removed), writes what is pending and
-    /// closes the listener.
+    /// Stops answering the control socket and the agent socket (their files are removed),
+    /// writes what is pending and closes the listener.
     pub async fn stop(self) {
         let _ = self.stop_control.send(());
         let _ = self.control.await;
+        if let Some(agent_socket) = self.agent_socket {
+            agent_socket.stop().await;
+        }
         self.broker.shutdown().await;
         tracing::info!("stopped serving");
     }

@@ -95,6 +95,10 @@ CREATE TABLE agent_access (
 );
 INSERT INTO agent_access (client, resource, access) SELECT name, '*', 'write' FROM clients;
 "#,
+    // How each agent reached the broker: the loopback port or the agent socket (remote agents).
+    r#"
+ALTER TABLE audit ADD COLUMN via TEXT;
+"#,
 ];
 
 /// Brings the schema up to date; refuses a database written by a newer broker.

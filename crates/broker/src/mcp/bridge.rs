@@ -1,9 +1,11 @@
-//! stdio ↔ HTTP bridge for stdio-only clients (Claude Desktop): each JSON-RPC line from stdin
+//! stdio ↔ HTTP bridge for stdio-only clients (Claude Desktop, or any stdio client on a remote
+//! host whose forwarded agent socket leads here): each JSON-RPC line from stdin
 //! is POSTed to the running broker's `/mcp` with the client's bearer token; every JSON-RPC
 //! message in the answer (JSON, or an SSE stream) is written to stdout as one line *as it
 //! arrives*, while stdin keeps being read — so a server request inside an open stream (URL
 //! elicitation during `connect`) reaches the client and its answer goes back.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -21,6 +23,55 @@ pub enum BridgeError {
     Io(String),
 }
 
+/// Where the broker's `/mcp` is: its loopback URL, or an agent socket (forwarded or local).
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    Http(String),
+    Socket(PathBuf),
+}
+
+impl Endpoint {
+    /// The URL requests carry (over a socket, the Host is [`super::SOCKET_HOST`]).
+    pub fn url(&self) -> String {
+        match self {
+            Endpoint::Http(url) => url.clone(),
+            Endpoint::Socket(_) => format!("http://{}{}", super::SOCKET_HOST, super::MCP_PATH),
+        }
+    }
+
+    /// Where it is, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Endpoint::Http(url) => url.clone(),
+            Endpoint::Socket(path) => path.display().to_string(),
+        }
+    }
+
+    /// An HTTP client for it: never through a proxy (the bearer goes to this machine or down a
+    /// socket), never following redirects.
+    pub fn client(&self) -> Result<reqwest::Client, BridgeError> {
+        let builder = match self {
+            Endpoint::Http(url) => {
+                let loopback = url::Url::parse(url).is_ok_and(|u| crate::net::is_loopback_url(&u));
+                crate::net::client_builder(loopback)
+            }
+            #[cfg(unix)]
+            Endpoint::Socket(path) => crate::net::client_builder(true).unix_socket(path.clone()),
+            #[cfg(not(unix))]
+            Endpoint::Socket(path) => {
+                return Err(BridgeError::Io(format!(
+                    "{}: Unix sockets are not available on this platform",
+                    path.display()
+                )));
+            }
+        };
+        builder
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| BridgeError::Io(e.to_string()))
+    }
+}
+
 /// Session facts learned from the server's answers and the client's requests.
 #[derive(Default)]
 struct Session {
@@ -31,13 +82,9 @@ struct Session {
 type Stdout = Arc<Mutex<tokio::io::Stdout>>;
 
 /// Runs until stdin closes (and every open answer stream has been delivered).
-pub async fn run(url: &str, token: &SecretString) -> Result<(), BridgeError> {
-    // The bearer goes to the broker on loopback: never through a proxy from the environment.
-    let loopback = url::Url::parse(url).is_ok_and(|u| crate::net::is_loopback_url(&u));
-    let http = crate::net::client_builder(loopback)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| BridgeError::Io(e.to_string()))?;
+pub async fn run(endpoint: &Endpoint, token: &SecretString) -> Result<(), BridgeError> {
+    let http = endpoint.client()?;
+    let url = endpoint.url();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let stdout: Stdout = Arc::new(Mutex::new(tokio::io::stdout()));
     let session = Arc::new(Mutex::new(Session::default()));
@@ -52,7 +99,7 @@ pub async fn run(url: &str, token: &SecretString) -> Result<(), BridgeError> {
         }
         let message: Option<Value> = serde_json::from_str(&line).ok();
         let mut request = http
-            .post(url)
+            .post(&url)
             .bearer_auth(token.expose_secret())
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
@@ -77,7 +124,7 @@ pub async fn run(url: &str, token: &SecretString) -> Result<(), BridgeError> {
             .body(line)
             .send()
             .await
-            .map_err(|_| BridgeError::Unreachable(url.to_string()))?;
+            .map_err(|_| BridgeError::Unreachable(endpoint.describe()))?;
         let status = response.status().as_u16();
         if status == 401 || status == 403 {
             return Err(BridgeError::Refused(status));

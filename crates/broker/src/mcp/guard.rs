@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{MAX_REQUEST_BYTES, own_origins};
+use crate::activity::Via;
 use crate::authz::Authz;
 use crate::clients::Clients;
 
@@ -42,6 +43,8 @@ pub struct Guard {
     paused: Arc<std::sync::atomic::AtomicBool>,
     hosts: Vec<String>,
     origins: Vec<String>,
+    /// The listener this guard stands in front of.
+    via: Via,
 }
 
 impl Guard {
@@ -59,23 +62,30 @@ impl Guard {
             paused,
             hosts: super::own_hosts(port),
             origins: own_origins(port),
+            via: Via::Loopback,
+        }
+    }
+
+    /// The guard of the agent socket: the same checks, except that the only `Host` is
+    /// [`SOCKET_HOST`](super::SOCKET_HOST) (what the bridges send) and no `Origin` is ours — no
+    /// browser reaches a Unix socket, and the HTTP bridge checks its own before it relays.
+    pub fn for_socket(
+        clients: Clients,
+        authz: Authz,
+        port: u16,
+        paused: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Guard {
+        Guard {
+            hosts: vec![super::SOCKET_HOST.to_string()],
+            origins: Vec::new(),
+            via: Via::Socket,
+            ..Guard::new(clients, authz, port, paused)
         }
     }
 
     /// The decision for one request's head: the agent, or the refusal to send.
     pub fn decide(&self, headers: &HeaderMap, query: Option<&str>) -> Result<AgentClient, Refusal> {
-        let host = single(headers, header::HOST)
-            .map(|h| h.to_ascii_lowercase())
-            .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "forbidden host"))?;
-        if !self.hosts.contains(&host) {
-            return Err(refuse(StatusCode::FORBIDDEN, "forbidden host"));
-        }
-        if headers.contains_key(header::ORIGIN) {
-            let origin = single(headers, header::ORIGIN).map(|o| o.to_ascii_lowercase());
-            if !origin.is_some_and(|o| self.origins.contains(&o)) {
-                return Err(refuse(StatusCode::FORBIDDEN, "forbidden origin"));
-            }
-        }
+        check_host_and_origin(headers, &self.hosts, &self.origins)?;
         if let Some(query) = query {
             let has_credential = url::form_urlencoded::parse(query.as_bytes())
                 .any(|(k, _)| CREDENTIAL_PARAMS.contains(&k.to_ascii_lowercase().as_str()));
@@ -113,11 +123,15 @@ impl Guard {
                 key: caller.client_id,
                 name: caller.name,
                 oauth: true,
+                via: self.via,
             }))
         } else {
-            self.clients
-                .authenticate(token)
-                .map(|name| name.map(|n| AgentClient::static_client(&n)))
+            self.clients.authenticate(token).map(|name| {
+                name.map(|n| AgentClient {
+                    via: self.via,
+                    ..AgentClient::static_client(&n)
+                })
+            })
         };
         match client {
             Ok(Some(_)) if self.paused.load(std::sync::atomic::Ordering::Relaxed) => Err(refuse(
@@ -135,6 +149,26 @@ impl Guard {
             }
         }
     }
+}
+
+/// DNS rebinding: `Host` must be one of `hosts`, and an `Origin`, when present, one of
+/// `origins` (403 otherwise). Shared with the HTTP bridge, which guards its own listener.
+pub fn check_host_and_origin(
+    headers: &HeaderMap,
+    hosts: &[String],
+    origins: &[String],
+) -> Result<(), Refusal> {
+    let host = single(headers, header::HOST).map(|h| h.to_ascii_lowercase());
+    if !host.is_some_and(|h| hosts.contains(&h)) {
+        return Err(refuse(StatusCode::FORBIDDEN, "forbidden host"));
+    }
+    if headers.contains_key(header::ORIGIN) {
+        let origin = single(headers, header::ORIGIN).map(|o| o.to_ascii_lowercase());
+        if !origin.is_some_and(|o| origins.contains(&o)) {
+            return Err(refuse(StatusCode::FORBIDDEN, "forbidden origin"));
+        }
+    }
+    Ok(())
 }
 
 /// The middleware in front of `/mcp`.

@@ -3,6 +3,8 @@
 
 pub mod bridge;
 pub mod guard;
+pub mod relay;
+pub mod socket;
 pub mod tools;
 
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use crate::Broker;
 
 pub use crate::net::{MCP_PATH, mcp_url, own_hosts, own_origins};
+pub use socket::{AgentSocket, SOCKET_HOST, agent_socket_path};
 
 /// Largest MCP request body accepted (a `call_api` body plus JSON-RPC framing).
 pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
@@ -21,26 +24,53 @@ pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
 /// serves 2025-11-25 (sessions) and 2026-07-28 (stateless) from the one endpoint; beside it,
 /// the authorization server agents sign in with (`authz`).
 pub fn router(broker: Arc<Broker>, port: u16) -> axum::Router {
-    let mut config = StreamableHttpServerConfig::default();
-    config.allowed_hosts = own_hosts(port);
-    // An empty list would disable rmcp's own Origin check; ours runs first anyway.
-    config.allowed_origins = own_origins(port);
-    let tools_broker = broker.clone();
-    let service = StreamableHttpService::new(
-        move || Ok(tools::BrokerTools::new(tools_broker.clone())),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
-    let state = Arc::new(guard::Guard::new(
+    let guard = guard::Guard::new(
         broker.clients().clone(),
         broker.authz().clone(),
         port,
         broker.pause_switch(),
-    ));
+    );
     let offers = broker.clone();
     let providers: crate::authz::Providers = Arc::new(move || offers.consent_offers());
-    axum::Router::new()
-        .route_service(MCP_PATH, service)
-        .layer(axum::middleware::from_fn_with_state(state, guard::check))
+    endpoint(broker.clone(), own_hosts(port), own_origins(port), guard)
         .merge(broker.authz().router(port, providers))
+}
+
+/// The agent socket's `/mcp`: the same endpoint behind the socket's guard. Agents that come
+/// this way hold a static client token (a remote host cannot finish an OAuth sign-in whose
+/// metadata names this machine's loopback), so the authorization server is not served here.
+pub fn socket_router(broker: Arc<Broker>, port: u16) -> axum::Router {
+    let guard = guard::Guard::for_socket(
+        broker.clients().clone(),
+        broker.authz().clone(),
+        port,
+        broker.pause_switch(),
+    );
+    endpoint(
+        broker,
+        vec![SOCKET_HOST.to_string()],
+        own_origins(port),
+        guard,
+    )
+}
+
+/// rmcp's Streamable HTTP service for the broker's tools, behind `guard`.
+fn endpoint(
+    broker: Arc<Broker>,
+    hosts: Vec<String>,
+    origins: Vec<String>,
+    guard: guard::Guard,
+) -> axum::Router {
+    let mut config = StreamableHttpServerConfig::default();
+    config.allowed_hosts = hosts;
+    // An empty list would disable rmcp's own Origin check; ours runs first anyway.
+    config.allowed_origins = origins;
+    let service = StreamableHttpService::new(
+        move || Ok(tools::BrokerTools::new(broker.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    axum::Router::new().route_service(MCP_PATH, service).layer(
+        axum::middleware::from_fn_with_state(Arc::new(guard), guard::check),
+    )
 }

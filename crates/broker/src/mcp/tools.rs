@@ -75,6 +75,7 @@ impl BrokerTools {
         let client = client_of(&context);
         let sink = |record| self.broker.record(record);
         audited(ActivityKind::ListConnections, client.as_ref().map(|c| c.name.as_str()), sink, async |record: &mut AuditRecord| {
+        record.via = client.as_ref().map(|c| c.via);
         // An agent sees only the providers its policy lets it use at all.
         let visible = self.broker.connections().map(|all| match &client {
             Some(agent) => all
@@ -180,6 +181,7 @@ impl BrokerTools {
         let client = client_of(&context);
         let sink = |record| self.broker.record(record);
         audited(ActivityKind::Connect, client.as_ref().map(|c| c.name.as_str()), sink, async |record: &mut AuditRecord| {
+        record.via = client.as_ref().map(|c| c.via);
         // 2026-07-28 second leg: the client answers the `input_required` we returned; the
         // request state is the round's opaque id.
         if let Some(round_id) = state {

@@ -47,7 +47,8 @@ pub async fn run(command: Command, ctx: Ctx) -> Result<(), Fail> {
         Command::Deny { id } => approvals::deny(&ctx, id).await,
         Command::Policy { command } => policy::run(&ctx, command).await,
         Command::Serve { port } => serve::serve(ctx, port).await,
-        Command::Stdio { client } => serve::stdio(&ctx, client).await,
+        Command::Stdio(args) => serve::stdio(&ctx, args).await,
+        Command::Bridge { listen, socket } => serve::bridge(listen, socket).await,
     }
 }
 
