@@ -557,6 +557,7 @@ fn bindings() -> String {
         api::AuditRecord,
         api::ActivityKind,
         api::Outcome,
+        api::Via,
         api::ExportFormat,
         api::Exported,
         broker::policy::Access,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-pub use crate::activity::{ActivityKind, AuditRecord, Outcome, audited};
+pub use crate::activity::{ActivityKind, AuditRecord, Outcome, Via, audited};
 use crate::db::{Db, DbError, parse_time};
 use crate::events::{Event, Events};
 
@@ -210,6 +210,22 @@ impl Audit {
     }
 }
 
+impl Audit {
+    /// How each client last reached the broker (loopback or socket), from its newest record
+    /// that says: the window shows remote agents as such.
+    pub fn last_via(&self) -> Result<std::collections::HashMap<String, Via>, DbError> {
+        self.flush();
+        self.db.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT client, via FROM audit WHERE id IN
+                   (SELECT MAX(id) FROM audit WHERE via IS NOT NULL AND client IS NOT NULL GROUP BY client)",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Via>(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+}
+
 /// Inserts records in one transaction.
 fn insert(db: &Db, records: &[&AuditRecord]) -> Result<(), DbError> {
     if records.is_empty() {
@@ -247,6 +263,27 @@ fn insert(db: &Db, records: &[&AuditRecord]) -> Result<(), DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_via_is_each_clients_newest_word_and_round_trips() {
+        let audit = Audit::new(Arc::new(Db::open_in_memory().unwrap()), Events::default());
+        let with = |client: &str, via: Option<Via>| {
+            let mut r = AuditRecord::new(ActivityKind::CallApi, Some(client));
+            r.via = via;
+            audit.record(r).unwrap();
+        };
+        with("laptop", Some(Via::Loopback));
+        with("remote", Some(Via::Loopback));
+        with("remote", Some(Via::Socket));
+        with("remote", None);
+        with("quiet", None);
+        let last = audit.last_via().unwrap();
+        assert_eq!(last.get("laptop"), Some(&Via::Loopback));
+        assert_eq!(last.get("remote"), Some(&Via::Socket));
+        assert_eq!(last.get("quiet"), None);
+        let stored = audit.query(&AuditFilter::default()).unwrap();
+        assert_eq!(stored[2].via, Some(Via::Socket), "newest first: {stored:?}");
+    }
 
     #[test]
     fn records_and_filters() {

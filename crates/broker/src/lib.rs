@@ -405,6 +405,13 @@ impl Broker {
         }
     }
 
+    /// How each agent last reached the broker (loopback or the agent socket).
+    pub fn last_via(
+        &self,
+    ) -> Result<std::collections::HashMap<String, crate::activity::Via>, BrokerError> {
+        Ok(self.audit.last_via()?)
+    }
+
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, BrokerError> {
         Ok(self.audit.query(filter)?)
     }

@@ -137,6 +137,20 @@ async fn every_command_answers_in_json_without_a_zone() {
             Want::Err("not_configured"),
         ),
         (
+            vec!["stdio", "--token-env", "KCB_TEST_UNSET_TOKEN"],
+            Want::Err("not_configured"),
+        ),
+        (
+            vec![
+                "bridge",
+                "--listen",
+                "10.0.0.1:9",
+                "--socket",
+                "/nonexistent",
+            ],
+            Want::Err("invalid_input"),
+        ),
+        (
             vec!["serve", "--port", taken_port.as_str()],
             Want::Err("port_in_use"),
         ),
@@ -160,7 +174,7 @@ async fn every_command_answers_in_json_without_a_zone() {
             listed.push(format!("{group} {sub}"));
         }
     }
-    assert_eq!(listed.len(), 29, "{listed:?}");
+    assert_eq!(listed.len(), 30, "{listed:?}");
     for command in &listed {
         assert!(
             table

@@ -569,3 +569,111 @@ async fn pause_stops_every_agent_until_resume() {
         "Start `keycard-broker serve` (or the tray app) first."
     );
 }
+
+/// Raw HTTP over the agent socket; the first response line.
+async fn raw_socket(socket: &std::path::Path, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The agent socket (remote agents reach it through a forwarded socket): `stdio --socket
+/// --token-env` (no keychain, as on a remote host) reaches the same tools, the activity log says
+/// `via: socket`, and the socket's guard answers like the port's — a foreign Host 403 (the
+/// port's own Host included), an unknown token 401, a body over the cap 413.
+#[tokio::test]
+async fn the_agent_socket_serves_the_same_tools_to_a_token_from_the_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = stack(None).await;
+    let about: Value = serde_json::from_str(&s.home.ok(&["about", "--json"]).await).unwrap();
+    let socket = std::path::PathBuf::from(about["agent_socket"].as_str().unwrap());
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", socket.display());
+
+    let mut bridge = s.home.command(&[
+        "stdio",
+        "--socket",
+        socket.to_str().unwrap(),
+        "--token-env",
+        "REMOTE_TOKEN",
+    ]);
+    bridge
+        .env("REMOTE_TOKEN", &s.token)
+        // A remote host has no keychain: the bridge must not need one.
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = bridge.spawn().unwrap();
+    let mcp = Mcp::over_stdio(&mut child).await;
+    let items = format!("{}/items", s.upstream.api());
+    let answer = mcp
+        .tool("call_api", json!({"method": "GET", "url": items}))
+        .await;
+    assert_eq!(answer["structuredContent"]["status"], 200, "{answer}");
+    drop(mcp);
+
+    let records: Value =
+        serde_json::from_str(&s.home.ok(&["audit", "--client", "agent-1", "--json"]).await)
+            .unwrap();
+    let calls: Vec<&Value> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "call_api")
+        .collect();
+    assert_eq!(calls.len(), 1, "{records}");
+    assert_eq!(calls[0]["via"], "socket");
+
+    let port = s.home.port;
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let post = |host: &str, token: &str, length: usize| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{init}"
+        )
+    };
+    let cases = [
+        (post("localhost", &s.token, init.len()), "200"),
+        (
+            post(&format!("127.0.0.1:{port}"), &s.token, init.len()),
+            "403",
+        ),
+        (post("evil.example", &s.token, init.len()), "403"),
+        (post("localhost", "kcb_unknown", init.len()), "401"),
+        (post("localhost", &s.token, 6 * 1024 * 1024), "413"),
+    ];
+    for (request, status) in cases {
+        let line = raw_socket(&socket, request.as_bytes()).await;
+        assert!(
+            line.starts_with(&format!("HTTP/1.1 {status}")),
+            "want {status}, got {line:?} for {}",
+            request.lines().nth(1).unwrap_or_default()
+        );
+    }
+}
+
+/// `[broker] agent_socket = false`: no socket file, and `about` says there is none.
+#[tokio::test]
+async fn the_agent_socket_can_be_turned_off() {
+    let zone = testkit::ZoneEmulator::start().await;
+    let home = common::Home::new();
+    let port = home.port.to_string();
+    home.ok(&["init", "--zone", zone.issuer.as_str(), "--port", &port])
+        .await;
+    let config = home.dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("agent_socket = true"), "{text}");
+    let text = text.replace("agent_socket = true", "agent_socket = false");
+    std::fs::write(&config, text).unwrap();
+    let _serving = home.serve().await;
+    let about: Value = serde_json::from_str(&home.ok(&["about", "--json"]).await).unwrap();
+    assert_eq!(about["agent_socket"], Value::Null, "{about}");
+    assert!(!home.dir.path().join("agent.sock").exists());
+    assert!(home.dir.path().join("control.sock").exists());
+}

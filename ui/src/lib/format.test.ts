@@ -30,6 +30,7 @@ const provider = (name: string, resource: string, custom = false): Provider => (
 const record = (over: Partial<AuditRecord>): AuditRecord => ({
   at: '2026-01-01T10:00:00Z',
   client: 'cursor',
+  via: 'loopback',
   kind: 'call_api',
   resource: 'https://api.github.com',
   method: 'GET',

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::activity::Via;
 use crate::approvals::{DecidedBy, PendingCall, Verdict};
 use crate::authz::Registration;
 use crate::policy::{Access, RuleView};
@@ -22,6 +23,8 @@ pub struct AgentView {
     pub access: Vec<(String, Access)>,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// How it last reached the broker: `socket` for a remote agent (forwarded socket).
+    pub last_via: Option<Via>,
 }
 
 /// The policy in force, for `policy check`.
@@ -42,11 +45,13 @@ pub(super) fn agents(broker: &Broker) -> Result<Vec<AgentView>, BrokerError> {
             .map(|a| (a.resource.clone(), a.access))
             .collect()
     };
+    let via = broker.last_via()?;
     let mut out: Vec<AgentView> = broker
         .authz()
         .agents()?
         .into_iter()
         .map(|a| AgentView {
+            last_via: via.get(&a.name).copied(),
             access: of(&a.client_id),
             key: a.client_id,
             name: a.name,
@@ -56,6 +61,7 @@ pub(super) fn agents(broker: &Broker) -> Result<Vec<AgentView>, BrokerError> {
         })
         .collect();
     out.extend(broker.list_clients()?.into_iter().map(|c| AgentView {
+        last_via: via.get(&c.name).copied(),
         access: of(&c.name),
         key: c.name.clone(),
         name: c.name,

@@ -20,7 +20,7 @@ use crate::audit::AuditFilter;
 pub use crate::policy::{Access, RuleView};
 use crate::{Broker, Provider, RoundKind, Status, TokenInfo};
 
-pub use crate::activity::{ActivityKind, AuditRecord, Outcome};
+pub use crate::activity::{ActivityKind, AuditRecord, Outcome, Via};
 pub use crate::authz::Registration;
 pub use crate::clients::ClientRecord;
 pub use crate::config::{Config, UpstreamStrategy};

@@ -393,6 +393,55 @@ fn pause_takes_effect_on_the_next_request() {
     );
 }
 
+/// The agent socket's guard: `Host: localhost` (what the bridges send) and no Origin at all;
+/// the loopback port's own Host and Origin are foreign there. What it lets through is marked
+/// as having come by the socket, and the same token checks apply.
+#[test]
+fn the_socket_guard_takes_only_the_bridges_host_and_no_origin() {
+    let (loopback, token) = guard(State::Serving);
+    let socket = Guard::for_socket(
+        loopback.clients.clone(),
+        loopback.authz.clone(),
+        PORT,
+        loopback.paused.clone(),
+    );
+    let through = |headers: &[(&str, &str)]| socket.decide(&head(headers, &token), None);
+    assert_eq!(
+        through(&[("host", "localhost"), BEARER]),
+        Ok(AgentClient {
+            via: crate::activity::Via::Socket,
+            ..AgentClient::static_client("agent")
+        })
+    );
+    assert_eq!(
+        loopback.decide(&head(&[HOST, BEARER], &token), None),
+        Ok(AgentClient::static_client("agent")),
+        "the loopback guard marks its clients loopback"
+    );
+    for foreign in [HOST.1, "localhost:8937", "evil.example"] {
+        assert_eq!(
+            through(&[("host", foreign), BEARER]),
+            FORBIDDEN_HOST.decision(),
+            "{foreign}"
+        );
+    }
+    for origin in ["http://127.0.0.1:8937", "http://localhost", "null"] {
+        assert_eq!(
+            through(&[("host", "localhost"), ("origin", origin), BEARER]),
+            FORBIDDEN_ORIGIN.decision(),
+            "{origin}"
+        );
+    }
+    assert_eq!(
+        through(&[("host", "localhost"), ("authorization", "Bearer kcb_nope")]),
+        UNKNOWN_TOKEN.decision()
+    );
+    assert_eq!(
+        through(&[("host", "localhost"), ("content-length", "6000000"), BEARER]),
+        TOO_LARGE.decision()
+    );
+}
+
 /// A refused request's body is never read; the answer says the connection closes, so a client
 /// does not send its next request (an agent's discovery after the 401) into a dropped one.
 #[tokio::test]
