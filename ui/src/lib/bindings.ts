@@ -102,6 +102,10 @@ signed_in_for_other_resource: string | null, };
 
 export type About = { version: string, zone: string | null, port: number, mcp_url: string, 
 /**
+ * The agent socket remote agents reach through a forwarded socket (none when off).
+ */
+agent_socket: string | null, 
+/**
  * The broker's resource identifier at the zone.
  */
 resource: string, keychain: string | null, logs_dir: string, data_dir: string, config_file: string, };
@@ -197,7 +201,11 @@ rule: string, asked_at: string, expires_at: string, };
 
 export type ClientRecord = { name: string, created_at: string, last_seen_at: string | null, };
 
-export type AuditRecord = { at: string, client: string | null, kind: ActivityKind, resource: string | null, method: string | null, host: string | null, path: string | null, status: number | null, 
+export type AuditRecord = { at: string, client: string | null, 
+/**
+ * How the agent reached the broker (none for the broker's own token records).
+ */
+via: Via | null, kind: ActivityKind, resource: string | null, method: string | null, host: string | null, path: string | null, status: number | null, 
 /**
  * How long the action took, measured by [`audited`].
  */
@@ -206,6 +214,8 @@ latency_ms: number, outcome: Outcome, detail: string | null, };
 export type ActivityKind = "call_api" | "list_connections" | "connect" | "token";
 
 export type Outcome = "ok" | "upstream_error" | "needs_reconnect" | "refused" | "declined" | "error";
+
+export type Via = "loopback" | "socket";
 
 export type ExportFormat = "csv" | "json";
 
@@ -261,7 +271,11 @@ registration: Registration | null,
 /**
  * Access per provider (`*`: every provider).
  */
-access: Array<[string, Access]>, created_at: string, last_seen_at: string | null, };
+access: Array<[string, Access]>, created_at: string, last_seen_at: string | null, 
+/**
+ * How it last reached the broker: `socket` for a remote agent (forwarded socket).
+ */
+last_via: Via | null, };
 
 export type PolicyReport = { file: string, 
 /**
