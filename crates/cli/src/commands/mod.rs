@@ -6,8 +6,10 @@ mod audit;
 mod clients;
 mod connections;
 mod policy;
+mod remote;
 mod resources;
 mod serve;
+mod service;
 mod session;
 
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub async fn run(command: Command, ctx: Ctx) -> Result<(), Fail> {
         Command::Policy { command } => policy::run(&ctx, command).await,
         Command::Serve { port } => serve::serve(ctx, port).await,
         Command::Stdio { client } => serve::stdio(&ctx, client).await,
+        Command::Remote { command } => remote::run(&ctx, command).await,
+        Command::Service { command } => service::run(&ctx, command).await,
     }
 }
 
