@@ -648,6 +648,9 @@ mod tests {
             &["about"],
             &["stdio", "--client", "a"],
             &["init", "--zone", "acme"],
+            &["remote", "ssh", "devbox"],
+            &["remote", "devcontainer", "--write"],
+            &["service", "status"],
         ] {
             let after: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
             assert!(parse(&after).unwrap().json, "{args:?} --json");

@@ -27,6 +27,8 @@ pub use crate::clients::ClientRecord;
 pub use crate::config::{Config, UpstreamStrategy};
 pub use crate::consent::open_browser;
 pub use crate::error::ErrorCode;
+/// The per-user background service (systemd / launchd): not a broker operation, a machine one.
+pub use crate::service;
 pub use crate::vault::Vault;
 pub use crate::zone::split_scopes;
 pub use agents::{AgentView, PolicyReport};
@@ -186,7 +188,8 @@ pub enum Reply {
     Clients(Vec<ClientRecord>),
     ClientSetup(ClientSetup),
     ClientKinds(Vec<ClientKind>),
-    RemoteSetup(RemoteSetup),
+    /// Boxed: the largest reply by far.
+    RemoteSetup(Box<RemoteSetup>),
     Activity(Vec<AuditRecord>),
     Exported(Exported),
     Agents(Vec<AgentView>),
@@ -298,9 +301,9 @@ pub async fn handle(
             write,
             new_token,
             access,
-        } => Reply::RemoteSetup(remote::remote_setup(
+        } => Reply::RemoteSetup(Box::new(remote::remote_setup(
             broker, target, client, write, new_token, access,
-        )?),
+        )?)),
         Request::Agents => Reply::Agents(agents::agents(broker)?),
         Request::AgentSignOut { client } => {
             agents::sign_out(broker, &client)?;

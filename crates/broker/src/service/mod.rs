@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::api::{ErrorCode, Failure, Request};
-
 /// Variables the service keeps from the shell that installs it: where the broker's home is and
 /// the settings that override its config. Never the client secret (it would land in a file).
 pub const PASSED_ENV: [&str; 4] = [
@@ -110,18 +108,6 @@ pub enum ServiceError {
     Unsupported(String),
 }
 
-impl From<ServiceError> for Failure {
-    fn from(e: ServiceError) -> Failure {
-        let code = match e {
-            ServiceError::NoHome => ErrorCode::NotConfigured,
-            ServiceError::Io { .. } => ErrorCode::ConfigFile,
-            ServiceError::Unsupported(_) => ErrorCode::InvalidInput,
-            ServiceError::Invalid { .. } | ServiceError::Manager { .. } => ErrorCode::Internal,
-        };
-        Failure::new(code, e.to_string())
-    }
-}
-
 /// What `install` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Installed {
@@ -206,15 +192,6 @@ fn remove_file(path: &Path) -> Result<bool, ServiceError> {
     }
 }
 
-/// Whether a broker answers `status` on the control socket in `data_dir`.
-pub async fn broker_answers(data_dir: &Path) -> bool {
-    let socket = crate::control::socket_path(data_dir);
-    matches!(
-        crate::control::call(&socket, &Request::Status, |_| {}).await,
-        Some(Ok(_))
-    )
-}
-
 /// The service file at its usual place for this platform.
 pub fn default_path() -> Result<PathBuf, ServiceError> {
     let base = directories::BaseDirs::new().ok_or(ServiceError::NoHome)?;
@@ -246,17 +223,17 @@ pub fn uninstall(path: &Path, runner: &dyn Runner) -> Result<Removed, ServiceErr
     }
 }
 
-/// The manager's view of the service, and whether a broker answers in `data_dir`.
-pub async fn status(
+/// The manager's view of the service; `broker_answers`: whether a broker answers on the
+/// home's control socket (the shell asks it).
+pub fn status(
     path: &Path,
-    data_dir: &Path,
+    broker_answers: bool,
     runner: &dyn Runner,
 ) -> Result<ServiceStatus, ServiceError> {
-    let answers = broker_answers(data_dir).await;
     if cfg!(target_os = "macos") {
-        Ok(launchd::status(path, answers, runner))
+        Ok(launchd::status(path, broker_answers, runner))
     } else if cfg!(target_os = "linux") {
-        Ok(systemd::status(path, answers, runner))
+        Ok(systemd::status(path, broker_answers, runner))
     } else {
         Err(unsupported())
     }

@@ -1,8 +1,9 @@
 //! `service install|uninstall|status`: the engine's `service` functions with the real
 //! `systemctl`/`launchctl`.
 
-use broker::api::Failure;
-use broker::service::{self, System};
+use broker::api::service::{self, System};
+use broker::api::{Failure, Request};
+use broker::control;
 
 use super::Ctx;
 use crate::args::ServiceCommand;
@@ -21,9 +22,12 @@ pub async fn run(ctx: &Ctx, command: ServiceCommand) -> Result<(), Fail> {
             output::show(ctx.json, &done, |d| say!("{}", d.message))
         }
         ServiceCommand::Status => {
-            let status = service::status(&path, &ctx.config.paths.data_dir, &System)
-                .await
-                .map_err(Failure::from)?;
+            let socket = control::socket_path(&ctx.config.paths.data_dir);
+            let answers = matches!(
+                control::call(&socket, &Request::Status, |_| {}).await,
+                Some(Ok(_))
+            );
+            let status = service::status(&path, answers, &System).map_err(Failure::from)?;
             output::show(ctx.json, &status, |s| {
                 say!("{}", s.message);
                 say!(
