@@ -538,6 +538,8 @@ fn bindings() -> String {
         api::WriteTo,
         api::ClientKind,
         api::ClientSetup,
+        api::RemoteTarget,
+        api::RemoteSetup,
         api::ZoneChange,
         api::ZoneConfigured,
         api::About,

@@ -9,7 +9,7 @@
 # The "remote" is the local user kbremote, reached by a real OpenSSH sshd on a free loopback port
 # with key authentication; `ssh -R` (the `RemoteForward` that `keycard-broker remote ssh --write`
 # puts in the ssh config, checked by `ssh -G` first) forwards the broker's agent socket to a path
-# under kbremote's home. As kbremote, with a clean environment (no keychain, no broker home):
+# in kbremote's home. As kbremote, with a clean environment (no keychain, no broker home):
 # remote_check.py drives the stock Python MCP client through the stdio bridge and the HTTP bridge
 # (call_api answers 200), and the HTTP bridge's refusals. Then, as another local user (kbother):
 # the remote-side socket refuses a connection by its file mode, and the laptop-side socket refuses
@@ -60,11 +60,12 @@ STACK_PIDS=""
 trap cleanup EXIT
 eval "$("$root/tests/mcp/stack.sh")"
 log="$KEYCARD_BROKER_HOME/stack.log"
-sock="$KEYCARD_BROKER_HOME/agent.sock"
+sock="$("$bin" about --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["agent_socket"])')"
+sock_dir="$(dirname "$sock")"
 
 [ -S "$sock" ] || fail "serve did not create the agent socket $sock"
 [ "$(stat -c %a "$sock")" = 600 ] || fail "agent socket mode $(stat -c %a "$sock"), want 600"
-[ "$(stat -c %a "$KEYCARD_BROKER_HOME")" = 700 ] || fail "broker home mode $(stat -c %a "$KEYCARD_BROKER_HOME"), want 700"
+[ "$(stat -c %a "$sock_dir")" = 700 ] || fail "agent socket folder mode $(stat -c %a "$sock_dir"), want 700"
 pass "agent socket $sock is 0600 in a 0700 folder"
 
 # --- sshd on loopback, key authentication only, as a remote host would run it.
@@ -108,16 +109,19 @@ Host kbtest
   BatchMode yes
   LogLevel ERROR
 EOF
-remote_sock="$remote_home/.keycard-broker/agent.sock"
-token="$("$bin" clients add ssh-kbtest --access write --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
-forward=(-o "RemoteForward=$remote_sock $sock" -o ExitOnForwardFailure=yes)
-resolved="$(ssh -G -F "$work/ssh_config" "${forward[@]}" kbtest)"
-grep -qi "^remoteforward $remote_sock:\?$sock\$\|^remoteforward $remote_sock $sock\$" <<<"$resolved" \
+# The set-up command: its own client for the host, the RemoteForward block in the ssh config.
+setup="$("$bin" remote ssh kbtest --file "$work/ssh_config" --json)"
+field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1" <<<"$setup"; }
+token="$(field token)"; remote_sock="$(field remote_socket)"
+[ "$(field client)" = ssh-kbtest ] || fail "remote ssh made client $(field client)"
+[ "$remote_sock" = "$remote_home/.keycard-broker-agent.sock" ] || fail "remote socket $remote_sock"
+resolved="$(ssh -G -F "$work/ssh_config" kbtest)"
+grep -qx "remoteforward $remote_sock $sock" <<<"$resolved" \
   || fail "ssh -G does not show the RemoteForward: $(grep -i remoteforward <<<"$resolved")"
+grep -qx "user kbremote" <<<"$resolved" || fail "the user's own lines for kbtest were lost"
+pass "remote ssh --write: ssh -G reads RemoteForward $remote_sock → $sock"
 
-# The remote user's socket folder (0700, as `remote ssh` tells the user to create it).
-runuser -u kbremote -- mkdir -p -m 700 "$remote_home/.keycard-broker"
-ssh -N -F "$work/ssh_config" "${forward[@]}" kbtest 2>>"$work/ssh.log" &
+ssh -N -F "$work/ssh_config" -o ExitOnForwardFailure=yes kbtest 2>>"$work/ssh.log" &
 pids+=($!)
 wait_until "${pids[-1]}" "$work/ssh.log" 20 test -S "$remote_sock" || fail "no forwarded socket; sshd said: $(tail -5 "$work/sshd.log")"
 pass "ssh -R forwards the agent socket to $remote_sock ($(stat -c '%U %a' "$remote_sock"))"
@@ -130,8 +134,8 @@ as_remote "$token" "$tools/venv/bin/python" "$tools/remote_check.py" --bin "$too
   --socket "$remote_sock" --fixture "$FIXTURE" || fail "the remote user's MCP client through the forwarded socket"
 pass "stdio and HTTP bridges on the remote call call_api through the forwarded socket"
 
-# --- another user on the remote host: the forwarded socket's file mode keeps it out.
-chmod 711 "$remote_home/.keycard-broker"
+# --- another user on the remote host: the forwarded socket's file mode keeps it out (the
+# home folder lets others pass through, so only the socket's own mode stands in the way).
 out="$(runuser -u kbother -- /usr/bin/python3 -c \
   'import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$remote_sock" 2>&1)" \
   && fail "kbother connected to the remote-side socket"
@@ -145,10 +149,10 @@ curl_mcp() { # curl over the agent socket; prints the HTTP status (000: no answe
     -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
     -H 'Accept: application/json, text/event-stream' -d "$request" http://localhost/mcp || true
 }
-chmod 711 "$KEYCARD_BROKER_HOME"; chmod 666 "$sock"
+chmod 711 "$KEYCARD_BROKER_HOME" "$sock_dir"; chmod 666 "$sock"
 other="$(runuser -u kbother -- bash -c "$(declare -f curl_mcp); sock='$sock' token='$token' request='$request'; curl_mcp")"
 mine="$(curl_mcp)"
-chmod 700 "$KEYCARD_BROKER_HOME"; chmod 600 "$sock"
+chmod 700 "$KEYCARD_BROKER_HOME" "$sock_dir"; chmod 600 "$sock"
 [ "$other" = 000 ] || fail "another laptop user got HTTP $other from the agent socket"
 [ "$mine" = 200 ] || fail "the socket's owner got HTTP $mine (want 200) with the same modes"
 grep -q "refused a connection from another user" "$log" || fail "the refusal is not in the broker's log"

@@ -330,6 +330,15 @@ impl Written {
 /// afresh (`O_EXCL`, mode 0600) and renamed into place: a file or symlink planted at a
 /// temporary or backup name never receives the token.
 pub fn merge_into(snippet: &Snippet, path: &Path) -> Result<Written, SetupError> {
+    rewrite(path, |existing| snippet.merge(existing, path))
+}
+
+/// Reads `path` (empty when missing), lets `merge` compute the new text, and writes it the way
+/// [`merge_into`] does: a backup of what was there, a fresh 0600 file renamed into place.
+pub fn rewrite(
+    path: &Path,
+    merge: impl FnOnce(&str) -> Result<String, SetupError>,
+) -> Result<Written, SetupError> {
     let io = |e: std::io::Error| SetupError::Io {
         path: path.into(),
         reason: e.to_string(),
@@ -339,7 +348,18 @@ pub fn merge_into(snippet: &Snippet, path: &Path) -> Result<Written, SetupError>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e)),
     };
-    let merged = snippet.merge(existing.as_deref().unwrap_or(""), path)?;
+    let merged = merge(existing.as_deref().unwrap_or(""))?;
+    let dir_of = |p: &Path| match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if existing.as_deref() == Some(merged.as_str()) {
+        // Nothing changes: no backup, no write.
+        return Ok(Written {
+            backup: None,
+            git_work_tree: git_work_tree(&dir_of(path)),
+        });
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

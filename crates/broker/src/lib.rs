@@ -25,6 +25,8 @@ pub mod net;
 mod overview;
 pub mod pending_call;
 pub mod policy;
+pub mod remote;
+pub mod service;
 pub mod status;
 pub mod upstream;
 pub mod vault;

@@ -80,6 +80,18 @@ pub enum Command {
     },
     /// What this broker is and where it keeps its config, data and logs (no secrets).
     About,
+    /// Let an agent on another machine (an SSH host, a dev container) use this broker through
+    /// its agent socket: prints (or writes) the forwarding config and the remote MCP config.
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
+    /// Run `keycard-broker serve` as your user's background service (systemd user unit on
+    /// Linux, launchd agent on macOS), started at login and again after a failure.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
     /// stdio ↔ HTTP bridge for stdio-only MCP clients (Claude Desktop; on a remote host, any
     /// stdio client through a forwarded agent socket).
     Stdio(StdioArgs),
@@ -157,6 +169,70 @@ pub enum ClientsCommand {
     },
     /// The kinds of agent client `clients config` knows, and where their files are.
     Kinds,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// An agent on HOST over SSH: a RemoteForward of a socket in the remote user's home to
+    /// this broker's agent socket, merged into ~/.ssh/config with --write.
+    Ssh {
+        /// The host as you type it after `ssh` (a name from your ssh config, or an address).
+        host: String,
+        /// The login on HOST (what `ssh -G HOST` says unless given).
+        #[arg(long)]
+        remote_user: Option<String>,
+        /// Its home folder on HOST (/home/USER, or /root, unless given; /Users/USER on macOS).
+        #[arg(long)]
+        remote_home: Option<String>,
+        /// Merge the Host block into ~/.ssh/config (a marked block, replaced on rerun; backup kept).
+        #[arg(long)]
+        write: bool,
+        /// The ssh config file to write instead of ~/.ssh/config (implies --write).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        client: RemoteClientArgs,
+    },
+    /// An agent in this project's dev container: a bind mount of the agent socket and
+    /// remoteEnv, merged into .devcontainer/devcontainer.json with --write (comments kept).
+    Devcontainer {
+        /// The project folder (the current one unless given).
+        #[arg(long)]
+        folder: Option<PathBuf>,
+        /// Merge into FOLDER/.devcontainer/devcontainer.json (backup kept).
+        #[arg(long)]
+        write: bool,
+        /// The devcontainer.json to write instead (implies --write).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        client: RemoteClientArgs,
+    },
+}
+
+/// The agent client a remote set-up makes or keeps.
+#[derive(Debug, clap::Args)]
+pub struct RemoteClientArgs {
+    /// The client's name (ssh-HOST or devcontainer-FOLDER unless given).
+    #[arg(long = "client")]
+    pub name: Option<String>,
+    /// Issue a new token for an existing client (the old one stops working).
+    #[arg(long)]
+    pub new_token: bool,
+    /// A new client's access to every provider: none, read, ask or write (default ask).
+    #[arg(long, value_parser = parse_access)]
+    pub access: Option<Access>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Write the service file, validate it, and enable and start it where a user service
+    /// manager runs (else say how to start it).
+    Install,
+    /// Stop, disable and remove the service.
+    Uninstall,
+    /// Whether the service is installed and running, and whether a broker answers.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +372,15 @@ impl Command {
                 ClientsCommand::List | ClientsCommand::Kinds => Subject::Clients,
             },
             Command::Serve { .. } => Subject::Serve,
+            Command::Remote { command } => match command {
+                RemoteCommand::Ssh { client, .. } | RemoteCommand::Devcontainer { client, .. } => {
+                    client
+                        .name
+                        .clone()
+                        .map_or(Subject::Clients, Subject::Client)
+                }
+            },
+            Command::Service { .. } => Subject::General,
             Command::Pause | Command::Resume => Subject::RunningBroker,
             Command::Stdio(StdioArgs {
                 client: Some(client),
@@ -591,6 +676,9 @@ mod tests {
             &["about"],
             &["stdio", "--client", "a"],
             &["init", "--zone", "acme"],
+            &["remote", "ssh", "devbox"],
+            &["remote", "devcontainer", "--write"],
+            &["service", "status"],
         ] {
             let after: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
             assert!(parse(&after).unwrap().json, "{args:?} --json");

@@ -128,6 +128,29 @@ async fn every_command_answers_in_json_without_a_zone() {
             vec!["clients", "config", "emacs", "x"],
             Want::Err("invalid_input"),
         ),
+        (
+            vec!["remote", "ssh", "devbox", "--remote-user", "alice"],
+            Want::Ok("/client", json!("ssh-devbox")),
+        ),
+        (
+            vec!["remote", "devcontainer", "--folder", "/nowhere/web"],
+            Want::Ok("/client", json!("devcontainer-web")),
+        ),
+        (
+            vec!["remote", "ssh", "-oProxyCommand=x"],
+            Want::Err("invalid_input"),
+        ),
+        (vec!["service", "status"], Want::Any),
+        // install and uninstall act on this user's real service: their runs are in remote.rs,
+        // with HOME in a temp folder.
+        (
+            vec!["service", "install", "--now"],
+            Want::Err("invalid_input"),
+        ),
+        (
+            vec!["service", "uninstall", "--now"],
+            Want::Err("invalid_input"),
+        ),
         (vec!["audit"], Want::Ok("", json!([]))),
         (vec!["audit", "--since", "5x"], Want::Err("invalid_input")),
         (vec!["pause"], Want::Err("not_running")),
@@ -168,13 +191,13 @@ async fn every_command_answers_in_json_without_a_zone() {
 
     // The table covers every command the binary has.
     let mut listed = subcommands(&home, &[]).await;
-    for group in ["clients", "resources", "policy"] {
+    for group in ["clients", "resources", "policy", "remote", "service"] {
         listed.retain(|c| c != group);
         for sub in subcommands(&home, &[group]).await {
             listed.push(format!("{group} {sub}"));
         }
     }
-    assert_eq!(listed.len(), 30, "{listed:?}");
+    assert_eq!(listed.len(), 35, "{listed:?}");
     for command in &listed {
         assert!(
             table

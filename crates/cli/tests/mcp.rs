@@ -674,6 +674,6 @@ async fn the_agent_socket_can_be_turned_off() {
     let _serving = home.serve().await;
     let about: Value = serde_json::from_str(&home.ok(&["about", "--json"]).await).unwrap();
     assert_eq!(about["agent_socket"], Value::Null, "{about}");
-    assert!(!home.dir.path().join("agent.sock").exists());
+    assert!(!home.dir.path().join("agent").join("agent.sock").exists());
     assert!(home.dir.path().join("control.sock").exists());
 }

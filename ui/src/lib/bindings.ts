@@ -18,14 +18,22 @@ access: Access | null,
 /**
  * A static token even for a client that can sign in with OAuth.
  */
-static_token: boolean, } | { "op": "client_kinds" } | { "op": "set_access", client: string, choices: Array<[string, Access]>, } | { "op": "agents" } | { "op": "agent_sign_out", client: string, } | { "op": "approvals" } | { "op": "decide", id: string, verdict: Verdict, by: DecidedBy, } | { "op": "policy_check" } | { "op": "policy_show", client: string | null, } | { "op": "audit", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, limit: number | null, } | { "op": "export_activity", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, format: ExportFormat, 
+static_token: boolean, } | { "op": "client_kinds" } | { "op": "remote_setup", target: RemoteTarget, 
+/**
+ * The client's name (`ssh-<host>`, `devcontainer-<folder>` unless given).
+ */
+client: string | null, write: WriteTo | null, new_token: boolean, 
+/**
+ * A new client's access to every provider (ask unless given).
+ */
+access: Access | null, } | { "op": "set_access", client: string, choices: Array<[string, Access]>, } | { "op": "agents" } | { "op": "agent_sign_out", client: string, } | { "op": "approvals" } | { "op": "decide", id: string, verdict: Verdict, by: DecidedBy, } | { "op": "policy_check" } | { "op": "policy_show", client: string | null, } | { "op": "audit", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, limit: number | null, } | { "op": "export_activity", client: string | null, resource: string | null, outcome: Outcome | null, since: string | null, format: ExportFormat, 
 /**
  * A folder (the file gets a dated name in it) or a new file's path. The tray app
  * sets its own (the Downloads folder).
  */
 to: string, } | { "op": "about" };
 
-export type Reply = { "kind": "status", "value": Status } | { "kind": "provider", "value": Provider } | { "kind": "providers", "value": Array<Provider> } | { "kind": "token", "value": TokenInfo } | { "kind": "issued", "value": Issued } | { "kind": "clients", "value": Array<ClientRecord> } | { "kind": "client_setup", "value": ClientSetup } | { "kind": "client_kinds", "value": Array<ClientKind> } | { "kind": "activity", "value": Array<AuditRecord> } | { "kind": "exported", "value": Exported } | { "kind": "agents", "value": Array<AgentView> } | { "kind": "approvals", "value": Array<PendingCall> } | { "kind": "decided", "value": PendingCall } | { "kind": "policy", "value": PolicyReport } | { "kind": "rules", "value": Array<RuleView> } | { "kind": "about", "value": About } | { "kind": "done" };
+export type Reply = { "kind": "status", "value": Status } | { "kind": "provider", "value": Provider } | { "kind": "providers", "value": Array<Provider> } | { "kind": "token", "value": TokenInfo } | { "kind": "issued", "value": Issued } | { "kind": "clients", "value": Array<ClientRecord> } | { "kind": "client_setup", "value": ClientSetup } | { "kind": "client_kinds", "value": Array<ClientKind> } | { "kind": "remote_setup", "value": RemoteSetup } | { "kind": "activity", "value": Array<AuditRecord> } | { "kind": "exported", "value": Exported } | { "kind": "agents", "value": Array<AgentView> } | { "kind": "approvals", "value": Array<PendingCall> } | { "kind": "decided", "value": PendingCall } | { "kind": "policy", "value": PolicyReport } | { "kind": "rules", "value": Array<RuleView> } | { "kind": "about", "value": About } | { "kind": "done" };
 
 export type Failure = { code: ErrorCode, message: string, 
 /**
@@ -80,6 +88,58 @@ snippet: string, note: string | null, written: string | null, backup: string | n
 warning: string | null, 
 /**
  * Writing failed; the token and snippet above are still valid, so nothing is lost.
+ */
+write_error: Failure | null, };
+
+export type RemoteTarget = { "via": "ssh", host: string, remote_user: string | null, remote_home: string | null, } | { "via": "devcontainer", folder: string, };
+
+export type RemoteSetup = { 
+/**
+ * The agent client for that machine.
+ */
+client: string, 
+/**
+ * Its token, shown this once; `None` when an existing client was kept.
+ */
+token: string | null, 
+/**
+ * The client existed and keeps its token.
+ */
+reused: boolean, 
+/**
+ * `ssh` or `devcontainer`.
+ */
+via: string, 
+/**
+ * The `Host` block for ~/.ssh/config, or the devcontainer.json entries.
+ */
+snippet: string, 
+/**
+ * This broker's agent socket.
+ */
+local_socket: string, 
+/**
+ * The socket's path on the remote end.
+ */
+remote_socket: string, 
+/**
+ * The remote agent's MCP entry (stdio clients).
+ */
+mcp_config: string, 
+/**
+ * For HTTP-only clients: run this there…
+ */
+bridge_command: string, 
+/**
+ * …and use this entry.
+ */
+bridge_config: string, 
+/**
+ * What else the user has to do.
+ */
+notes: Array<string>, written: string | null, backup: string | null, 
+/**
+ * Writing failed; the token and snippet above are still valid.
  */
 write_error: Failure | null, };
 

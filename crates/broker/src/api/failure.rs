@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BrokerError, ErrorCode};
+use crate::service::ServiceError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, ts_rs::TS)]
 #[error("{message}")]
@@ -42,5 +43,17 @@ impl From<&BrokerError> for Failure {
             message: e.to_string(),
             resource: e.resource().map(str::to_string),
         }
+    }
+}
+
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Failure {
+        let code = match e {
+            ServiceError::NoHome => ErrorCode::NotConfigured,
+            ServiceError::Io { .. } => ErrorCode::ConfigFile,
+            ServiceError::Unsupported(_) => ErrorCode::InvalidInput,
+            ServiceError::Invalid { .. } | ServiceError::Manager { .. } => ErrorCode::Internal,
+        };
+        Failure::new(code, e.to_string())
     }
 }

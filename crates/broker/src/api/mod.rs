@@ -6,6 +6,7 @@
 mod agents;
 mod export;
 mod failure;
+mod remote;
 mod setup;
 
 use std::sync::Arc;
@@ -26,11 +27,14 @@ pub use crate::clients::ClientRecord;
 pub use crate::config::{Config, UpstreamStrategy};
 pub use crate::consent::open_browser;
 pub use crate::error::ErrorCode;
+/// The per-user background service (systemd / launchd): not a broker operation, a machine one.
+pub use crate::service;
 pub use crate::vault::Vault;
 pub use crate::zone::split_scopes;
 pub use agents::{AgentView, PolicyReport};
 pub use export::{ExportFormat, Exported};
 pub use failure::Failure;
+pub use remote::{RemoteSetup, RemoteTarget};
 pub use setup::{
     About, ClientKind, ClientSetup, Issued, ShownOnce, WriteTo, ZoneChange, ZoneConfigured,
 };
@@ -106,6 +110,22 @@ pub enum Request {
         static_token: bool,
     },
     ClientKinds,
+    /// An agent on another machine (SSH host, dev container): its own static client, the
+    /// forwarding config for this side (merged into the file with `write`) and the MCP config
+    /// for the remote end. An existing client keeps its token unless `new_token`.
+    RemoteSetup {
+        target: RemoteTarget,
+        /// The client's name (`ssh-<host>`, `devcontainer-<folder>` unless given).
+        #[serde(default)]
+        client: Option<String>,
+        #[serde(default)]
+        write: Option<WriteTo>,
+        #[serde(default)]
+        new_token: bool,
+        /// A new client's access to every provider (ask unless given).
+        #[serde(default)]
+        access: Option<Access>,
+    },
     /// What an agent (a static client's name or an OAuth client id) may do per provider
     /// (`*`: every provider); replaces its choices.
     SetAccess {
@@ -168,6 +188,8 @@ pub enum Reply {
     Clients(Vec<ClientRecord>),
     ClientSetup(ClientSetup),
     ClientKinds(Vec<ClientKind>),
+    /// Boxed: the largest reply by far.
+    RemoteSetup(Box<RemoteSetup>),
     Activity(Vec<AuditRecord>),
     Exported(Exported),
     Agents(Vec<AgentView>),
@@ -273,6 +295,15 @@ pub async fn handle(
             .await?,
         ),
         Request::ClientKinds => Reply::ClientKinds(client_kinds()),
+        Request::RemoteSetup {
+            target,
+            client,
+            write,
+            new_token,
+            access,
+        } => Reply::RemoteSetup(Box::new(remote::remote_setup(
+            broker, target, client, write, new_token, access,
+        )?)),
         Request::Agents => Reply::Agents(agents::agents(broker)?),
         Request::AgentSignOut { client } => {
             agents::sign_out(broker, &client)?;

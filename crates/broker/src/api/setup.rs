@@ -114,7 +114,7 @@ pub fn client_kinds() -> Vec<ClientKind> {
         .collect()
 }
 
-fn setup_failure(e: SetupError) -> Failure {
+pub(super) fn setup_failure(e: SetupError) -> Failure {
     let code = match e {
         SetupError::NoHome => ErrorCode::NotConfigured,
         SetupError::Unparseable { .. } => ErrorCode::InvalidInput,

@@ -3,7 +3,9 @@
 //! mount, WSL), the way `ssh-agent` forwarding serves keys. Consent, tokens and approvals stay
 //! here. The socket is 0600 in a 0700 folder, and each connection's peer credentials
 //! (SO_PEERCRED on Linux, getpeereid on macOS) must name the user who owns the socket: file
-//! modes can be loosened by mistake, the kernel's word on who connected cannot.
+//! modes can be loosened by mistake, the kernel's word on who connected cannot. The socket has
+//! a folder of its own (`agent/`, nothing else in it), so a dev container can mount the folder:
+//! a mount of the socket file itself would keep the old inode after a broker restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ pub const SOCKET_HOST: &str = "localhost";
 
 /// Where the agent socket of a broker home lives.
 pub fn agent_socket_path(broker_data_dir: &Path) -> PathBuf {
-    broker_data_dir.join("agent.sock")
+    broker_data_dir.join("agent").join("agent.sock")
 }
 
 /// The agent socket while it serves; [`AgentSocket::stop`] closes it and removes the file.
@@ -61,6 +63,11 @@ mod unix {
         path: PathBuf,
     ) -> Result<AgentSocket, BrokerError> {
         let fail = |e: std::io::Error| BrokerError::AgentSocket(format!("{}: {e}", path.display()));
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).map_err(fail)?;
+            std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))
+                .map_err(fail)?;
+        }
         if std::fs::symlink_metadata(&path).is_ok() {
             std::fs::remove_file(&path).map_err(fail)?;
         }

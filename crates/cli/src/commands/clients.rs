@@ -121,7 +121,7 @@ pub async fn run(ctx: &Ctx, command: ClientsCommand) -> Result<(), Fail> {
 
 /// `--write` writes to the client's own file, `--file PATH` to that one. The path is made
 /// absolute here: a running broker that writes it has another working directory.
-fn write_to(write: bool, file: Option<PathBuf>) -> Result<Option<WriteTo>, Failure> {
+pub(super) fn write_to(write: bool, file: Option<PathBuf>) -> Result<Option<WriteTo>, Failure> {
     Ok(match (write, file) {
         (_, Some(path)) => Some(WriteTo::File(std::path::absolute(&path).map_err(|e| {
             Failure::invalid(format!("invalid --file {}: {e}", path.display()))

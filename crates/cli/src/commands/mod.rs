@@ -6,8 +6,10 @@ mod audit;
 mod clients;
 mod connections;
 mod policy;
+mod remote;
 mod resources;
 mod serve;
+mod service;
 mod session;
 
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub async fn run(command: Command, ctx: Ctx) -> Result<(), Fail> {
         Command::Serve { port } => serve::serve(ctx, port).await,
         Command::Stdio(args) => serve::stdio(&ctx, args).await,
         Command::Bridge { listen, socket } => serve::bridge(listen, socket).await,
+        Command::Remote { command } => remote::run(&ctx, command).await,
+        Command::Service { command } => service::run(&ctx, command).await,
     }
 }
 
