@@ -240,6 +240,26 @@ pub fn json(value: &impl Serialize) -> Result<(), Fail> {
     Ok(())
 }
 
+/// A write that failed after a token was issued: one JSON document with the error for scripts
+/// and everything needed to finish by hand (the token included), so nothing is lost.
+pub fn json_with_error(value: &impl Serialize, error: Failure) -> Fail {
+    let mut doc = match serde_json::to_value(value) {
+        Ok(doc) => doc,
+        Err(e) => {
+            return Failure::new(ErrorCode::Internal, format!("cannot render JSON: {e}")).into();
+        }
+    };
+    doc["error"] = serde_json::json!(error);
+    match json(&doc) {
+        Ok(()) => Fail {
+            failure: error,
+            hint: Hint::None,
+            shown: true,
+        },
+        Err(fail) => fail,
+    }
+}
+
 /// Prints a result: one JSON document with `--json`, else the command's own text.
 pub fn show<T: Serialize>(as_json: bool, value: &T, human: impl FnOnce(&T)) -> Result<(), Fail> {
     if as_json {

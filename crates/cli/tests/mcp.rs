@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Mcp, one_line_error, refused_status, stack, text_of};
+use common::{Mcp, one_line_error, raw_socket, refused_status, stack, text_of};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -568,20 +568,6 @@ async fn pause_stops_every_agent_until_resume() {
         common::hint_line(&run),
         "Start `keycard-broker serve` (or the tray app) first."
     );
-}
-
-/// Raw HTTP over the agent socket; the first response line.
-async fn raw_socket(socket: &std::path::Path, bytes: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    stream.write_all(bytes).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = stream.read(&mut buf).await.unwrap();
-    String::from_utf8_lossy(&buf[..n])
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// The agent socket (remote agents reach it through a forwarded socket): `stdio --socket

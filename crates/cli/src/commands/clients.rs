@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use broker::api::{self, ClientSetup, ErrorCode, Failure, Reply, Request, WriteTo};
+use broker::api::{self, ClientSetup, Failure, Reply, Request, WriteTo};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
@@ -185,23 +185,7 @@ async fn config(
 
 fn write_failed(as_json: bool, setup: &ClientSetup, error: Failure) -> Fail {
     if as_json {
-        // One document: the error for scripts, and everything needed to finish by hand.
-        let mut doc = match serde_json::to_value(setup) {
-            Ok(doc) => doc,
-            Err(e) => {
-                return Failure::new(ErrorCode::Internal, format!("cannot render JSON: {e}"))
-                    .into();
-            }
-        };
-        doc["error"] = json!(error);
-        return match output::json(&doc) {
-            Ok(()) => Fail {
-                failure: error,
-                hint: Hint::None,
-                shown: true,
-            },
-            Err(fail) => fail,
-        };
+        return output::json_with_error(setup, error);
     }
     say!("{}", setup.snippet);
     if let Some(note) = &setup.note {

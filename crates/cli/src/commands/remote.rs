@@ -1,8 +1,7 @@
 //! `remote ssh|devcontainer`: one engine request (`RemoteSetup`), printed.
 
-use broker::api::{ErrorCode, Failure, RemoteSetup, RemoteTarget, Reply, Request};
+use broker::api::{Failure, RemoteSetup, RemoteTarget, Reply, Request};
 use secrecy::ExposeSecret;
-use serde_json::json;
 
 use super::clients::write_to;
 use super::{Ctx, execute};
@@ -119,22 +118,7 @@ fn print(s: &RemoteSetup, show_written: bool) {
 /// lost, and the command fails with the write error.
 fn write_failed(as_json: bool, setup: &RemoteSetup, error: Failure) -> Fail {
     if as_json {
-        let mut doc = match serde_json::to_value(setup) {
-            Ok(doc) => doc,
-            Err(e) => {
-                return Failure::new(ErrorCode::Internal, format!("cannot render JSON: {e}"))
-                    .into();
-            }
-        };
-        doc["error"] = json!(error);
-        return match output::json(&doc) {
-            Ok(()) => Fail {
-                failure: error,
-                hint: Hint::None,
-                shown: true,
-            },
-            Err(fail) => fail,
-        };
+        return output::json_with_error(setup, error);
     }
     print(setup, false);
     tell!("The file was not changed.");

@@ -445,10 +445,26 @@ pub async fn stack_with(scopes: Option<&str>, init: &[&str]) -> Stack {
 
 /// Sends raw bytes to the broker's port and returns the first response line.
 pub async fn raw_http(port: u16, bytes: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
+    first_line(stream, bytes).await
+}
+
+/// Sends raw bytes to the broker's agent socket and returns the first response line.
+pub async fn raw_socket(socket: &std::path::Path, bytes: &[u8]) -> String {
+    first_line(
+        tokio::net::UnixStream::connect(socket).await.unwrap(),
+        bytes,
+    )
+    .await
+}
+
+async fn first_line(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    bytes: &[u8],
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream.write_all(bytes).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let n = stream.read(&mut buf).await.unwrap();
