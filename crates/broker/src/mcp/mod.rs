@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod guard;
+pub mod json_reply;
 pub mod tools;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub fn router(broker: Arc<Broker>, port: u16) -> axum::Router {
     config.allowed_hosts = own_hosts(port);
     // An empty list would disable rmcp's own Origin check; ours runs first anyway.
     config.allowed_origins = own_origins(port);
+    // Single answers as JSON (stateless requests here; session requests in `json_reply`).
+    config.json_response = true;
     let tools_broker = broker.clone();
     let service = StreamableHttpService::new(
         move || Ok(tools::BrokerTools::new(tools_broker.clone())),
@@ -41,6 +44,7 @@ pub fn router(broker: Arc<Broker>, port: u16) -> axum::Router {
     let providers: crate::authz::Providers = Arc::new(move || offers.consent_offers());
     axum::Router::new()
         .route_service(MCP_PATH, service)
+        .layer(axum::middleware::from_fn(json_reply::single_answers))
         .layer(axum::middleware::from_fn_with_state(state, guard::check))
         .merge(broker.authz().router(port, providers))
 }
