@@ -102,7 +102,36 @@ impl Results {
     fn ratio(&self, c: usize) -> Option<f64> {
         Some(self.phase(1, c)?.throughput / self.phase(2, c)?.throughput)
     }
+
+    /// Broker throughput as a share of direct's (a call is two HTTP exchanges: 50 % at most).
+    fn of_direct(&self, c: usize) -> Option<f64> {
+        Some(self.phase(1, c)?.throughput / self.phase(0, c)?.throughput)
+    }
+
+    /// In the broker's cell: its CPU µs per `call_api` and the upstream fixture's CPU µs per
+    /// request it answered, measured over the same window.
+    fn cpu_pair(&self, c: usize) -> Option<(f64, f64)> {
+        let p = self.phase(1, c)?;
+        if p.calls == 0 {
+            return None;
+        }
+        let served = if p.upstream_requests > 0 {
+            p.upstream_requests
+        } else {
+            p.calls
+        };
+        let broker = p.cpu_server? as f64 * TICK_US / p.calls as f64;
+        let fixture = p.cpu_upstream as f64 * TICK_US / served as f64;
+        Some((broker, fixture))
+    }
 }
+
+/// Broker CPU per call ÷ the fixture's CPU per request, at most (issue 12; judged at c64).
+const CPU_RATIO_TARGET: f64 = 1.0;
+/// Broker throughput ÷ direct, at least (issue 12; judged at c64).
+const OF_DIRECT_TARGET: f64 = 0.45;
+/// Broker throughput ÷ reference, at least, at every concurrency.
+const REFERENCE_TARGET: f64 = 20.0;
 
 pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**MISSED**" }
@@ -263,21 +292,49 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(s, "\n## Targets\n");
     let _ = writeln!(s, "| target | measured | verdict |");
     let _ = writeln!(s, "|---|---|---|");
-    let ratios: Vec<(usize, f64)> = CONCURRENCY
-        .iter()
-        .filter_map(|&c| r.ratio(c).map(|x| (c, x)))
-        .collect();
-    let min_ratio = ratios.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
-    let _ = writeln!(
-        s,
-        "| broker ≥ 20× reference throughput (every concurrency) | {} | {} |",
-        ratios
-            .iter()
-            .map(|(c, x)| format!("c{c}: {x:.1}×"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        verdict(min_ratio >= 20.0)
-    );
+    for &c in &CONCURRENCY {
+        let Some(x) = r.ratio(c) else { continue };
+        let _ = writeln!(
+            s,
+            "| broker ≥ {REFERENCE_TARGET:.0}× reference throughput, c{c} | {x:.1}× | {} |",
+            verdict(x >= REFERENCE_TARGET)
+        );
+    }
+    for &c in &CONCURRENCY {
+        let Some((broker, fixture)) = r.cpu_pair(c) else {
+            continue;
+        };
+        let ratio = broker / fixture;
+        let judged = if c == 64 {
+            verdict(ratio <= CPU_RATIO_TARGET)
+        } else {
+            if ratio <= CPU_RATIO_TARGET {
+                "met (judged at c64)"
+            } else {
+                "missed (judged at c64)"
+            }
+        };
+        let _ = writeln!(
+            s,
+            "| broker CPU per `call_api` ≤ fixture CPU per request, c{c} | {broker:.0} µs vs {fixture:.0} µs: **{ratio:.2}×** | {judged} |"
+        );
+    }
+    for &c in &CONCURRENCY {
+        let Some(x) = r.of_direct(c) else { continue };
+        let judged = if c == 64 {
+            verdict(x >= OF_DIRECT_TARGET)
+        } else if x >= OF_DIRECT_TARGET {
+            "met (judged at c64)"
+        } else {
+            "missed (judged at c64)"
+        };
+        let _ = writeln!(
+            s,
+            "| broker ≥ {:.0} % of direct throughput, c{c} | **{:.1} %** | {judged} |",
+            OF_DIRECT_TARGET * 100.0,
+            x * 100.0
+        );
+    }
     let (a50, a99) = r.added(1, 1).unwrap_or((f64::NAN, f64::NAN));
     let _ = writeln!(
         s,
@@ -353,6 +410,13 @@ pub fn json(r: &Results) -> Value {
             "errors": r.lifetime.errors, "exchanges": r.lifetime.exchanges,
             "lifetimes": r.lifetime.lifetimes(), "session_refreshes": r.lifetime.session_refreshes,
             "first_call_ms": r.lifetime.first_call_ms, "fresh_idle_kib": r.lifetime.fresh_idle_kib},
+        "per_concurrency": CONCURRENCY.iter().map(|&c| json!({
+            "concurrency": c,
+            "broker_x_reference": r.ratio(c),
+            "broker_of_direct": r.of_direct(c),
+            "broker_cpu_us_per_call": r.cpu_pair(c).map(|p| p.0),
+            "fixture_cpu_us_per_request": r.cpu_pair(c).map(|p| p.1),
+        })).collect::<Vec<_>>(),
         "oauth_policy": r.overhead.as_ref().map(Overhead::json),
     })
 }

@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod guard;
+pub mod json_reply;
 pub mod relay;
 pub mod socket;
 pub mod tools;
@@ -65,12 +66,18 @@ fn endpoint(
     config.allowed_hosts = hosts;
     // An empty list would disable rmcp's own Origin check; ours runs first anyway.
     config.allowed_origins = origins;
+    // Single answers as JSON (stateless requests here; session requests in `json_reply`).
+    config.json_response = true;
     let service = StreamableHttpService::new(
         move || Ok(tools::BrokerTools::new(broker.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    axum::Router::new().route_service(MCP_PATH, service).layer(
-        axum::middleware::from_fn_with_state(Arc::new(guard), guard::check),
-    )
+    axum::Router::new()
+        .route_service(MCP_PATH, service)
+        .layer(axum::middleware::from_fn(json_reply::single_answers))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(guard),
+            guard::check,
+        ))
 }

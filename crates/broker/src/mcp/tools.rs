@@ -21,7 +21,7 @@ use serde_json::json;
 use super::guard::AgentClient;
 use crate::Broker;
 use crate::audit::{ActivityKind, AuditRecord, Outcome, audited};
-use crate::upstream::ApiRequest;
+use crate::upstream::{ApiRequest, ApiResponse};
 
 /// How long a consent round started by an agent waits for the user.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -54,6 +54,22 @@ fn client_of(context: &RequestContext<RoleServer>) -> Option<AgentClient> {
 
 fn text_error(message: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.into())])
+}
+
+/// `call_api`'s structured content, built by moving the response's parts into a JSON object
+/// (field names as `ApiResponse` serialises them).
+fn structured(response: ApiResponse) -> serde_json::Value {
+    let headers = response
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect::<serde_json::Map<_, _>>();
+    json!({
+        "status": response.status,
+        "headers": headers,
+        "body": response.body,
+        "truncated": response.truncated,
+    })
 }
 
 #[tool_router]
@@ -146,8 +162,6 @@ impl BrokerTools {
         };
         match self.broker.call_api(&agent, request, Some(&on_wait)).await {
             Ok(response) => {
-                let value = serde_json::to_value(&response)
-                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
                 let summary = format!(
                     "HTTP {}{}",
                     response.status,
@@ -157,11 +171,15 @@ impl BrokerTools {
                         ""
                     }
                 );
-                let mut result = CallToolResult::structured(value.clone());
-                result.content = vec![
+                // One serialisation for the text copy (the spec's SHOULD for structured
+                // results); the structured copy takes the parsed body as it is, not a clone.
+                let text = serde_json::to_string(&response)
+                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                let mut result = CallToolResult::success(vec![
                     ContentBlock::text(summary),
-                    ContentBlock::text(value.to_string()),
-                ];
+                    ContentBlock::text(text),
+                ]);
+                result.structured_content = Some(structured(response));
                 Ok(result)
             }
             Err(e) => Ok(text_error(e.to_string())),
