@@ -771,7 +771,7 @@ pub async fn run(s: &Setup) -> Result<Tray> {
                     switches: n.saturating_sub(before.get(k).map_or(*n, |b| b.2)),
                 })
                 .collect();
-            t.wakeups.sort_by(|a, b| b.switches.cmp(&a.switches));
+            t.wakeups.sort_by_key(|w| std::cmp::Reverse(w.switches));
         }
         let count = shown(&stderr).len();
         let t0 = Instant::now();
