@@ -9,12 +9,13 @@ mod tray;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use broker::api::{ErrorCode, Failure};
 use broker::control::Serving;
 use broker::{Broker, BrokerError, Config};
 use serde_json::Value;
-use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, WindowEvent};
+use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, WebviewWindowBuilder};
 use tokio::sync::{RwLock, watch};
 
 pub use commands::handler;
@@ -23,6 +24,9 @@ pub use commands::handler;
 pub const DEMO_ZONE: &str = "http://127.0.0.1:8940";
 /// How long a browser round (login, connect, reconnect) waits for the redirect.
 pub const ROUND_TIMEOUT_SECS: u64 = 300;
+
+/// The one window's label (tauri.conf.json; `create: false`, so it is built in code).
+pub const MAIN_WINDOW: &str = "main";
 
 /// Window events the front end listens to.
 pub const EVENT_BROKER: &str = "broker-event";
@@ -49,6 +53,8 @@ pub struct Shell {
     notified: Mutex<HashSet<String>>,
     /// The last authorize URL of a browser round (the window shows it as a fallback link).
     last_auth_url: Mutex<Option<String>>,
+    /// When the window was last asked to open, until its page says it has rendered.
+    open_requested: Mutex<Option<Instant>>,
 }
 
 impl Shell {
@@ -60,7 +66,21 @@ impl Shell {
             open_browser,
             notified: Mutex::new(HashSet::new()),
             last_auth_url: Mutex::new(None),
+            open_requested: Mutex::new(None),
         }
+    }
+
+    /// Notes the moment the window was asked to open (the tray click or its equivalent).
+    fn note_open_requested(&self) {
+        if let Ok(mut slot) = self.open_requested.lock() {
+            *slot = Some(Instant::now());
+        }
+    }
+
+    /// Milliseconds from the last open request to now, once per request.
+    pub fn take_open_elapsed_ms(&self) -> Option<f64> {
+        let started = self.open_requested.lock().ok()?.take()?;
+        Some(started.elapsed().as_secs_f64() * 1e3)
     }
 
     /// A shell over an already opened broker, without listener or control socket (tests).
@@ -231,13 +251,34 @@ fn on_event<R: Runtime>(app: &AppHandle<R>, event: &broker::Event) {
     }
 }
 
-/// Shows and focuses the main window.
+/// Shows and focuses the main window, building it first when it is closed: a closed window is
+/// destroyed (see `run`), so its WebKit processes end and cost nothing while the app sits in
+/// the tray. The tray's Open, a second launch and a deep link all come here.
 pub fn show_main<R: Runtime>(app: &AppHandle<R>) {
-    if let Some(window) = app.get_webview_window("main") {
+    if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
         let _ = window.show();
         let _ = window.unminimize();
         let _ = window.set_focus();
+        return;
     }
+    if let Err(e) = open_main(app) {
+        tracing::error!(error = %e, "cannot open the window");
+    }
+}
+
+/// Builds the main window from its entry in tauri.conf.json (one place for size, title, …).
+fn open_main<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
+    let config = app
+        .config()
+        .app
+        .windows
+        .iter()
+        .find(|w| w.label == MAIN_WINDOW)
+        .cloned()
+        .ok_or_else(|| tauri::Error::WindowNotFound)?;
+    app.state::<Shell>().note_open_requested();
+    WebviewWindowBuilder::from_config(app, &config)?.build()?;
+    Ok(())
 }
 
 /// Stops the engine cleanly and exits.
@@ -316,16 +357,9 @@ pub fn run() {
                     tray::refresh(&handle).await;
                 }
             });
+            // After the engine's start is under way: the MCP endpoint does not wait for WebKit.
+            open_main(app.handle())?;
             Ok(())
-        })
-        .on_window_event(|window, event| {
-            // Closing the window keeps the broker running in the tray.
-            if let WindowEvent::CloseRequested { api, .. } = event
-                && window.label() == "main"
-            {
-                api.prevent_close();
-                let _ = window.hide();
-            }
         })
         .build(tauri::generate_context!());
     match app {
@@ -333,7 +367,7 @@ pub fn run() {
             if let RunEvent::ExitRequested { api, code, .. } = event
                 && code.is_none()
             {
-                // The last window went away: keep running in the tray.
+                // The window was closed (and destroyed): keep running in the tray.
                 api.prevent_exit();
             }
         }),

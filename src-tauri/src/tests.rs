@@ -591,3 +591,43 @@ fn bindings_are_fresh() {
         "ui/src/lib/bindings.ts is stale: run `UPDATE_BINDINGS=1 cargo test -p keycard-broker-app bindings` and commit it"
     );
 }
+
+/// The window as tauri.conf.json describes it, in a mock app over a bare broker.
+fn app_with_configured_window() -> (tempfile::TempDir, App<MockRuntime>) {
+    let home = tempfile::tempdir().unwrap();
+    let config = Config::load(Some(home.path())).unwrap();
+    let store = keyring_core::mock::Store::new().unwrap();
+    let broker =
+        Arc::new(Broker::with_vault(config, broker::vault::Vault::with_store(store, "p")).unwrap());
+    let conf: tauri::utils::config::Config =
+        serde_json::from_str(include_str!("../tauri.conf.json")).unwrap();
+    let mut context = mock_context(noop_assets());
+    context.config_mut().app.windows = conf.app.windows;
+    let app = mock_builder()
+        .manage(Shell::with_broker(broker))
+        .invoke_handler(crate::handler())
+        .build(context)
+        .unwrap();
+    (home, app)
+}
+
+/// The mock runtime does not take a destroyed window out of the app, so the close itself is
+/// checked end to end (ui/e2e/e2e.py); here: no window at start, events with none, and the build.
+#[test]
+fn events_without_a_window_go_nowhere_and_show_main_builds_it() {
+    let (_home, app) = app_with_configured_window();
+    let shell = app.state::<Shell>();
+    // Not created at start-up by Tauri: the app builds it (and times it) itself.
+    assert!(app.get_webview_window(crate::MAIN_WINDOW).is_none());
+    // Engine events with no window: nothing to deliver to, nothing fails or piles up.
+    for _ in 0..100 {
+        crate::on_event(app.handle(), &broker::Event::PauseChanged { paused: true });
+    }
+    crate::show_main(app.handle());
+    assert!(app.get_webview_window(crate::MAIN_WINDOW).is_some());
+    assert!(shell.take_open_elapsed_ms().is_some());
+    assert!(shell.take_open_elapsed_ms().is_none(), "once per opening");
+    // Showing an open window builds nothing new and times nothing.
+    crate::show_main(app.handle());
+    assert!(shell.take_open_elapsed_ms().is_none());
+}

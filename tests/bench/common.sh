@@ -14,6 +14,15 @@ bench_build() {
   npm_ci tests/mcp
 }
 
+# The tray app, release build as `tauri build` makes it (the page embedded, custom protocol),
+# with what building and running it under Xvfb needs.
+bench_build_tray() {
+  echo "bench: building the release tray app (keycard-broker-app) …" >&2
+  scripts/test-ui --install-only >&2
+  npm --prefix ui run build >&2
+  cargo build --release -p keycard-broker-app --features tauri/custom-protocol >&2
+}
+
 bench_stack() {
   export KEYCARD_BROKER_BIN="${KEYCARD_BROKER_BIN:-$target/release/keycard-broker}"
   pids=()

@@ -9,7 +9,8 @@ first run -> sign in (the authorize URL shown in the window is followed by an HT
 cookie jar, which lands on the broker's loopback callback) -> add the fixture as a custom resource
 -> connect -> add an agent client -> an MCP call shows up in Activity -> the zone narrows scopes,
 the zone no longer grants write -> the row needs reconnect -> Reconnect -> connected
--> Revoke -> revoked. A PNG of each main view goes to --shots.
+-> Revoke -> revoked -> the window closed ends its web process, a second launch builds a new
+one. A PNG of each main view goes to --shots.
 """
 import argparse
 import json
@@ -211,8 +212,10 @@ def main():
             if args.cli:
                 cli_reaches_app(App(d, shots), args.cli, env)
             check_logs(Path(home) / "logs", issuer)
-            # Last: it takes the WebView away from the app to the broker's own page.
+            # Late: it takes the WebView away from the app to the broker's own page.
             consent_page(App(d, shots), port, resource, args.cli, env)
+            # Last: it destroys the window WebDriver drives.
+            close_and_reopen(app_bin, driver_proc.pid, Path(home) / "logs", port, env)
         except BaseException:
             try:
                 d.save_screenshot(str(shots / "failure.png"))
@@ -273,6 +276,84 @@ def consent_page(app, port, resource, cli, env):
     path = app.shots / "8-consent-page.png"
     app.d.save_screenshot(str(path))
     log("screenshot", path)
+
+
+def children(pid):
+    """Every descendant process of `pid` (from /proc/<pid>/task/*/children)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def exe_name(pid):
+    try:
+        return Path(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()).name
+    except OSError:
+        return None
+
+
+def webkit_children(app_pid):
+    """{pid: name} of the app's WebKit processes, zombies excluded."""
+    out = {}
+    for p in children(app_pid):
+        name = exe_name(p)
+        if name and name.startswith("WebKit"):
+            out[p] = name
+    return out
+
+
+def shown_lines(log_dir):
+    return "".join(f.read_text(errors="replace") for f in sorted(log_dir.glob("broker.log*"))).count("window shown")
+
+
+def close_and_reopen(app_bin, driver_pid, log_dir, port, env):
+    """Closing the window destroys it: its WebKit web process ends while the app (and the broker
+    in it) keeps serving; a second launch, like the tray's Open, builds a new window that renders
+    and reports back. A window that were merely hidden keeps its web process and fails here."""
+    app_pid = next(p for p in children(driver_pid) if exe_name(p) == Path(app_bin).name)
+    before = webkit_children(app_pid)
+    web = {p for p, n in before.items() if n == "WebKitWebProcess"}
+    assert web, f"no WebKitWebProcess under the app ({before})"
+    shown = shown_lines(log_dir)
+    xwindow = [sys.executable, str(ROOT / "ui/e2e/xwindow.py")]
+
+    def on_display():
+        out = subprocess.run(xwindow + ["count", "Keycard Broker"], capture_output=True, text=True, timeout=TIMEOUT)
+        return int(out.stdout.strip())
+
+    # Sent again while the window is still there: GTK busy with a just-built window can miss one.
+    for _ in range(10):
+        subprocess.run(xwindow + ["close", "Keycard Broker"], check=True, timeout=TIMEOUT)
+        try:
+            wait_for("the window to leave the display", lambda: on_display() == 0, timeout=1)
+            break
+        except AssertionError:
+            continue
+    assert on_display() == 0, "the window ignored ten close messages"
+    wait_for("the window's web process to end", lambda: not (web & set(webkit_children(app_pid))))
+    left = webkit_children(app_pid)
+    assert "WebKitWebProcess" not in left.values(), left
+    # The broker in the app still serves: the MCP endpoint answers (401 without a token).
+    r = requests.post(f"http://127.0.0.1:{port}/mcp", json={}, timeout=TIMEOUT)
+    assert r.status_code == 401, r.status_code
+    log("window closed: web process", sorted(web), "ended; left:", left)
+
+    second = subprocess.run([app_bin], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert exe_name(app_pid) == Path(app_bin).name, "the first instance went away"
+    wait_for("a new web process", lambda: "WebKitWebProcess" in webkit_children(app_pid).values())
+    wait_for("the new window's page to render and report", lambda: shown_lines(log_dir) > shown, timeout=60)
+    new = {p for p, n in webkit_children(app_pid).items() if n == "WebKitWebProcess"}
+    assert not (new & web), (new, web)
+    log("second launch built a new window (web process", sorted(new), ") that rendered")
 
 
 def check_logs(log_dir, issuer):

@@ -10,6 +10,7 @@ mod procfs;
 mod report;
 mod rules;
 mod stats;
+mod tray;
 mod zone;
 
 use std::sync::{Arc, Mutex};
@@ -326,12 +327,33 @@ async fn bench() -> Result<()> {
     stop_child(&mut child).await?;
     zone.control_post("ttl", json!({"exchanged": 3600})).await?;
 
+    // --- the tray app (release) under Xvfb, on the same home: memory, open time, wake-ups -----
+    let tray = match std::env::var("KEYCARD_TRAY_APP") {
+        Ok(app) if !app.is_empty() => Some(
+            tray::run(&tray::Setup {
+                app,
+                cli: broker_bin.clone(),
+                python: env("BENCH_PYTHON")?,
+                mcp_url: mcp_url.clone(),
+                mcp_token: mcp_token.clone(),
+                home: env("KEYCARD_BROKER_HOME")?.into(),
+                trials: env_num("BENCH_READY_TRIALS", 5),
+                cycles: env_num("BENCH_TRAY_CYCLES", 5),
+                idle: Duration::from_secs_f64(env_num("BENCH_TRAY_IDLE_SECS", 10.0)),
+            })
+            .await
+            .context("tray app")?,
+        ),
+        _ => None,
+    };
+
     let results = Results {
         phases,
         memory,
         ready: Ready { ms: ready_ms },
         lifetime,
         overhead,
+        tray,
         seconds: secs,
         warmup: warmup.as_secs_f64(),
         machine: env_or("BENCH_MACHINE", "unknown machine"),
@@ -342,6 +364,9 @@ async fn bench() -> Result<()> {
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(format!("{out_dir}/results.md"), &md)?;
     std::fs::write(format!("{out_dir}/chart.svg"), &svg)?;
+    if let Some(t) = &results.tray {
+        std::fs::write(format!("{out_dir}/tray.svg"), t.svg(&results.machine))?;
+    }
     std::fs::write(
         format!("{out_dir}/results.json"),
         report::json(&results).to_string(),
@@ -390,13 +415,7 @@ async fn stop_child(child: &mut tokio::process::Child) -> Result<()> {
 /// `initialize` with 200 (polled every millisecond). Raw HTTP on purpose: the figure is the
 /// first HTTP 200, and a client library's own set-up per poll would be timed with it.
 async fn start_serve(bin: &str, url: &str, token: &str) -> Result<(tokio::process::Child, f64)> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params":
-        {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "keycard-bench", "version": "1"}}});
+    let (http, body) = probe_client()?;
     // The port must be free first, or we would time the previous process.
     let until = Instant::now() + Duration::from_secs(10);
     while probe(&http, url, token, &body).await.is_some() {
@@ -430,6 +449,18 @@ async fn start_serve(bin: &str, url: &str, token: &str) -> Result<(tokio::proces
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+/// The client and `initialize` body the ready-to-serve probes use.
+fn probe_client() -> Result<(reqwest::Client, Value)> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params":
+        {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "keycard-bench", "version": "1"}}});
+    Ok((http, body))
 }
 
 async fn probe(http: &reqwest::Client, url: &str, token: &str, body: &Value) -> Option<u16> {

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::overhead::Overhead;
 use crate::procfs::TICK_US;
+use crate::tray::Tray;
 use crate::{CONCURRENCY, TARGETS};
 
 pub struct Phase {
@@ -64,6 +65,8 @@ pub struct Results {
     pub lifetime: Lifetime,
     /// OAuth agent + ten-rule policy vs the static client (None: not measured).
     pub overhead: Option<Overhead>,
+    /// The tray app's memory, open time, ready time and idle wake-ups (None: not measured).
+    pub tray: Option<Tray>,
     pub seconds: f64,
     pub warmup: f64,
     pub machine: String,
@@ -382,6 +385,9 @@ pub fn markdown(r: &Results) -> String {
     if let Some(o) = &r.overhead {
         let _ = writeln!(s, "{}", o.target_row());
     }
+    if let Some(t) = &r.tray {
+        s.push_str(&t.target_rows());
+    }
     let _ = writeln!(
         s,
         "\nAdded latency is judged at concurrency 1: at 8 and 64 the two cores are saturated and \
@@ -389,6 +395,9 @@ pub fn markdown(r: &Results) -> String {
     );
     if let Some(o) = &r.overhead {
         s.push_str(&o.markdown());
+    }
+    if let Some(t) = &r.tray {
+        s.push_str(&t.markdown());
     }
     s
 }
@@ -418,6 +427,7 @@ pub fn json(r: &Results) -> Value {
             "fixture_cpu_us_per_request": r.cpu_pair(c).map(|p| p.1),
         })).collect::<Vec<_>>(),
         "oauth_policy": r.overhead.as_ref().map(Overhead::json),
+        "tray": r.tray.as_ref().map(Tray::json),
     })
 }
 

@@ -143,6 +143,8 @@ export const api = {
     ),
   autostart: (enabled?: boolean) => invoke<boolean>('autostart', { enabled }),
   quit: () => invoke<null>('quit_app'),
+  /** Tells the shell the window has rendered its first view (it logs the open time). */
+  windowShown: (view: string) => invoke<null>('window_shown', { view, pageMs: performance.now() }),
 };
 
 export function onBrokerEvent(f: (e: BrokerEvent) => void): Promise<UnlistenFn> {
