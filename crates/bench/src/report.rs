@@ -437,6 +437,29 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The start of every chart: the document, a white ground, the title and a line on the machine.
+pub fn svg_head(w: f64, h: f64, title: &str, machine: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Arial, sans-serif">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="28" font-size="18" text-anchor="middle" font-weight="bold">{}</text>"#,
+        w / 2.0,
+        esc(title)
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{}" y="48" font-size="11" text-anchor="middle" fill="#555">{}</text>"##,
+        w / 2.0,
+        esc(machine)
+    );
+    s
+}
+
 /// Grouped bars, throughput per target per concurrency, log scale.
 pub fn svg(r: &Results) -> String {
     let (w, h) = (820.0, 490.0);
@@ -447,22 +470,11 @@ pub fn svg(r: &Results) -> String {
     let decades = max.log10().ceil().max(1.0);
     let y = |v: f64| top + plot_h - (v.max(1.0).log10() / decades) * plot_h;
     let colors = ["#7f8c8d", "#1f77b4", "#e67e22"];
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Arial, sans-serif">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="28" font-size="18" text-anchor="middle" font-weight="bold">GET /api/items — throughput (calls/s, log scale)</text>"#,
-        w / 2.0
-    );
-    let _ = writeln!(
-        s,
-        r##"<text x="{}" y="48" font-size="11" text-anchor="middle" fill="#555">{}</text>"##,
-        w / 2.0,
-        esc(&r.machine)
+    let mut s = svg_head(
+        w,
+        h,
+        "GET /api/items — throughput (calls/s, log scale)",
+        &r.machine,
     );
     for d in 0..=(decades as i32) {
         let v = 10f64.powi(d);

@@ -231,22 +231,11 @@ impl Tray {
     pub fn svg(&self, machine: &str) -> String {
         let (w, h) = (820.0, 420.0);
         let colors = ["#1f77b4", "#e67e22", "#2ca02c", "#9467bd", "#7f8c8d"];
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Arial, sans-serif">"#
-        );
-        let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="26" font-size="17" text-anchor="middle" font-weight="bold">Tray app (release): memory and times against the limits</text>"#,
-            w / 2.0
-        );
-        let _ = writeln!(
-            s,
-            r##"<text x="{}" y="44" font-size="10" text-anchor="middle" fill="#555">{}</text>"##,
-            w / 2.0,
-            esc(machine)
+        let mut s = crate::report::svg_head(
+            w,
+            h,
+            "Tray app (release): memory and times against the limits",
+            machine,
         );
         // Left: stacked PSS bars, scale to the open limit.
         let (top, plot_h, base) = (70.0, 280.0, 350.0);
