@@ -165,8 +165,17 @@ function makePolicy() {
 }
 
 function makeConfig() {
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'zone-signing-1', use: 'sig', alg: 'RS256' };
+  // The key comes out of the generator as PEM and is exported as a JWK from a key object of its
+  // own. Exporting the generated key object itself can deadlock Node 20 (seen with 20.20.2, the
+  // emulator hung at start-up now and then): a garbage collection during the JWK export runs the
+  // finalizer of the finished key-generation job, which locks the key's mutex the export holds
+  // (gdb: ExportJWKRsaKey → GC → ~KeyGenJob → pthread_mutex_lock).
+  const { privateKey: pem } = crypto.generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  const jwk = { ...crypto.createPrivateKey(pem).export({ format: 'jwk' }), kid: 'zone-signing-1', use: 'sig', alg: 'RS256' };
   const redirectLoopback = ['http://127.0.0.1/callback', 'http://localhost/callback'];
 
   return {
