@@ -15,6 +15,7 @@ one. A PNG of each main view goes to --shots.
 import argparse
 import json
 import os
+import queue
 import re
 import shutil
 import socket
@@ -47,12 +48,25 @@ def free_port():
 
 
 def start(cmd, ready_prefix, env=None):
-    """Starts a fixture that prints `<READY> <url>` on stdout; returns (process, url)."""
+    """Starts a fixture that prints `<READY> <url>` on stdout; returns (process, url). A fixture
+    that hangs before its line fails after TIMEOUT instead of blocking a read forever; a thread
+    keeps draining its stdout afterwards."""
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    lines = queue.Queue()
+
+    def drain():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
     deadline = time.time() + TIMEOUT
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
+    while (left := deadline - time.time()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
             break
         if line.startswith(ready_prefix + " "):
             return proc, line.split()[1].rstrip("/")
