@@ -182,21 +182,54 @@ impl Shell {
     }
 }
 
-/// Opens the engine from `config` (reusing `vault` when given), serves it (loopback listener
-/// with the MCP endpoint, control socket) and forwards its events.
+/// An engine opened and serving, not yet attached to the app. Its events are subscribed before
+/// it serves, so none is missed in between.
+pub struct Started {
+    broker: Arc<Broker>,
+    serving: Serving,
+    events: tokio::sync::broadcast::Receiver<broker::Event>,
+}
+
+/// Opens the engine from `config` (reusing `vault` when given) and serves it (loopback listener
+/// with the MCP endpoint, agent socket, control socket). Needs nothing of the app: `run` starts
+/// it before Tauri sets up GTK, the plugins and the tray, so agents are served meanwhile.
+pub async fn serve_engine(
+    config: Config,
+    vault: Option<broker::api::Vault>,
+) -> Result<Started, BrokerError> {
+    let broker = Arc::new(match vault {
+        Some(vault) => Broker::with_vault(config, vault)?,
+        None => Broker::open(config).await?,
+    });
+    let events = broker.subscribe();
+    let serving = Serving::start(broker.clone()).await?;
+    Ok(Started {
+        broker,
+        serving,
+        events,
+    })
+}
+
+/// Stops the running engine, then opens and serves a new one and attaches it (a zone change).
 pub async fn start_engine<R: Runtime>(
     app: &AppHandle<R>,
     config: Config,
     vault: Option<broker::api::Vault>,
 ) -> Result<(), BrokerError> {
+    app.state::<Shell>().stop().await;
+    let started = serve_engine(config, vault).await?;
+    attach_engine(app, started).await;
+    Ok(())
+}
+
+/// Makes a started engine the app's: its events go to the window and the tray, commands reach it.
+pub async fn attach_engine<R: Runtime>(app: &AppHandle<R>, started: Started) {
+    let Started {
+        broker,
+        serving,
+        mut events,
+    } = started;
     let shell = app.state::<Shell>();
-    shell.stop().await;
-    let broker = Arc::new(match vault {
-        Some(vault) => Broker::with_vault(config, vault)?,
-        None => Broker::open(config).await?,
-    });
-    let mut events = broker.subscribe();
-    let serving = Serving::start(broker.clone()).await?;
     let forward_app = app.clone();
     let forward = tauri::async_runtime::spawn(async move {
         loop {
@@ -220,7 +253,6 @@ pub async fn start_engine<R: Runtime>(
     shell.ready.send_replace(true);
     let _ = app.emit(EVENT_ENGINE, Value::Null);
     tray::refresh(app).await;
-    Ok(())
 }
 
 /// One engine event: to the window as is, then the tray and (once) a notification.
@@ -323,6 +355,14 @@ pub fn run() {
     // The same logging as the CLI: stderr and daily files in the log folder Settings shows.
     let _log_guard = broker::logging::init("info");
     let open_browser = std::env::var_os("KEYCARD_BROKER_NO_BROWSER").is_none();
+    // The engine starts now, beside Tauri's own set-up (GTK, plugins, tray): the MCP endpoint
+    // does not wait for the shell. `setup` attaches it once the app exists.
+    let early = tauri::async_runtime::spawn(async {
+        match Config::from_env() {
+            Ok(config) => serve_engine(config, None).await,
+            Err(e) => Err(e.into()),
+        }
+    });
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
             show_main(app)
@@ -344,9 +384,13 @@ pub fn run() {
             listen_for_deep_links(app.handle());
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
-                let result = match Config::from_env() {
-                    Ok(config) => start_engine(&handle, config, None).await,
-                    Err(e) => Err(e.into()),
+                let result = match early.await {
+                    Ok(Ok(started)) => {
+                        attach_engine(&handle, started).await;
+                        Ok(())
+                    }
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(BrokerError::Internal(format!("engine start-up: {e}"))),
                 };
                 let shell = handle.state::<Shell>();
                 if let Err(e) = result {
