@@ -33,6 +33,17 @@ async fn refused_page(r: reqwest::Response, why: &str, p: &mut Probes) {
 }
 
 /// Back to the agent's registered redirect URI with `error`, `state` and `iss`.
+/// A token request the endpoint must refuse (400 with `code`); its body is a probe seen.
+async fn refused_grant(s: &AuthServer, p: &mut Probes, form: &[(&str, &str)], code: &str) {
+    let (status, body) = s.token(form).await;
+    assert_eq!(
+        (status, error(&body)),
+        (StatusCode::BAD_REQUEST, code),
+        "{form:?}"
+    );
+    p.ran(&body.to_string());
+}
+
 async fn error_redirect(r: reqwest::Response, s: &AuthServer, want: &str, p: &mut Probes) {
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{want}");
     let location = r.headers()["location"].to_str().unwrap().to_string();
@@ -300,37 +311,35 @@ async fn agent_token_attacks() {
     // Refresh tokens: bound to their client; never a bearer for /mcp.
     let (access, refresh) = s.sign_in(&a, "read").await;
     issued.extend([access.clone(), refresh.clone()]);
-    let (status, body) = s
-        .token(&[
+    refused_grant(
+        &s,
+        &mut p,
+        &[
             ("grant_type", "refresh_token"),
             ("client_id", &b),
             ("refresh_token", &refresh),
-        ])
-        .await;
-    assert_eq!(
-        (status, error(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_grant")
-    );
-    p.ran(&body.to_string());
+        ],
+        "invalid_grant",
+    )
+    .await;
     assert_eq!(
         s.mcp_status(&refresh).await.0,
         401,
         "refresh token as bearer"
     );
     p.ran("refresh as bearer");
-    let (status, body) = s
-        .token(&[
+    refused_grant(
+        &s,
+        &mut p,
+        &[
             ("grant_type", "password"),
             ("client_id", &a),
             ("username", "u"),
             ("password", "p"),
-        ])
-        .await;
-    assert_eq!(
-        (status, error(&body)),
-        (StatusCode::BAD_REQUEST, "unsupported_grant_type")
-    );
-    p.ran(&body.to_string());
+        ],
+        "unsupported_grant_type",
+    )
+    .await;
 
     // The policy: a provider the user did not grant, a write with read access.
     let fixture = format!("{}/items", s.api);
@@ -363,18 +372,17 @@ async fn agent_token_attacks() {
         "{challenge}"
     );
     p.ran(&challenge);
-    let (status, body) = s
-        .token(&[
+    refused_grant(
+        &s,
+        &mut p,
+        &[
             ("grant_type", "refresh_token"),
             ("client_id", &a),
             ("refresh_token", &refresh),
-        ])
-        .await;
-    assert_eq!(
-        (status, error(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_grant")
-    );
-    p.ran(&body.to_string());
+        ],
+        "invalid_grant",
+    )
+    .await;
 
     // A static client removed while its agent still holds the token.
     let added = stack.home.ok(&["clients", "add", "doomed", "--json"]).await;
